@@ -1,0 +1,1 @@
+"""Placeholder so the package installs while modules are written."""

@@ -1,0 +1,627 @@
+"""The simulator's HTTP layer (Starlette on uvicorn) and a runner for a background thread.
+
+Routing, SSE framing, auth, unknown-route behaviour and fault injection live here; what the
+server knows lives in ``state.py``. It never runs on a GUI event loop: ``Simulator.start()`` gives
+it a thread (and an asyncio loop) of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import socket
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from lmgui.sim.catalog import DEMO_CATALOG
+from lmgui.sim.state import SimConfig, SimError, SimInstance, SimState
+from lmgui.sim.textgen import Turn, generate, tokens_of
+from lmgui.sim.validation import check_reasoning, validate_chat, validate_load, validate_unload
+
+__all__ = ["RecordedRequest", "Simulator", "create_app"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_AUTH_REQUIRED = (
+    "An LM Studio API token is required to make requests to this server. Provide one via the "
+    "'Authorization: Bearer $LM_API_TOKEN' header."
+)
+_HTML_500 = (
+    "<!DOCTYPE html><html><head><title>500 Internal Server Error</title>"
+    "<style>body{font-family:sans-serif}</style></head><body><h1>Internal Server Error</h1>"
+    "<p>llama_decode returned -3 (simulated fault)</p></body></html>"
+)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+def _unexpected(method: str, path: str) -> dict[str, Any]:
+    return {"error": f"Unexpected endpoint or method. ({method} {path})"}
+
+
+def _error_response(exc: SimError) -> JSONResponse:
+    return JSONResponse(exc.body, status_code=exc.status)
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        raise SimError.of(400, "Request body is not valid JSON.", code="invalid_json") from None
+
+
+def _frame(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
+
+
+class _Turn:
+    """Everything one chat turn will say, computed before any byte is sent."""
+
+    def __init__(self, state: SimState, body: dict[str, Any], entry: dict[str, Any]) -> None:
+        cfg = state.config
+        self.body = body
+        self.entry = entry
+        inp = body["input"]
+        items = [{"type": "text", "content": inp}] if isinstance(inp, str) else inp
+        self.user_text = " ".join(i["content"] for i in items if i["type"] == "text")
+        self.images = sum(1 for i in items if i["type"] == "image")
+        caps = entry.get("capabilities") or {}
+        if self.images and not caps.get("vision"):
+            raise SimError.of(
+                400,
+                f"Model '{entry['key']}' does not support image input.",
+                code="invalid_value",
+                param="input",
+            )
+        check_reasoning(body.get("reasoning"), caps)
+        reasoning_caps = caps.get("reasoning") or {}
+        level = body.get("reasoning") or reasoning_caps.get("default")
+        self.history = state.history(body.get("previous_response_id"))
+        thought, message = generate(
+            seed=cfg.seed,
+            model_name=entry.get("display_name") or entry["key"],
+            history=self.history or (),
+            user_text=self.user_text,
+            images=self.images,
+            reasoning=bool(reasoning_caps) and level not in (None, "off"),
+            system_prompt=body.get("system_prompt"),
+            length=cfg.answer_tokens,
+        )
+        budget = body.get("max_output_tokens") or 1 << 30
+        self.reasoning_tokens = tokens_of(thought)[:budget] if thought else []
+        self.message_tokens = tokens_of(message)[: max(0, budget - len(self.reasoning_tokens))]
+        self.tool_call = bool(body.get("integrations"))
+        self.bad_tool = self.tool_call and "bad tool" in self.user_text.lower()
+        words = sum(len(t.user.split()) + len(t.assistant.split()) for t in self.history or ())
+        words += len(self.user_text.split()) + len((body.get("system_prompt") or "").split())
+        self.input_tokens = int(words * 1.3) + 256 * self.images + 4
+        self.tps = cfg.tokens_per_second
+
+    @property
+    def unknown_previous(self) -> bool:
+        return self.history is None
+
+    def output(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if self.reasoning_tokens:
+            out.append({"type": "reasoning", "content": "".join(self.reasoning_tokens)})
+        if self.tool_call:
+            if self.bad_tool:
+                out.append(
+                    {
+                        "type": "invalid_tool_call",
+                        "reason": "Cannot find tool with name open_browser.",
+                        "metadata": {"type": "invalid_name", "tool_name": "open_browser"},
+                    }
+                )
+            else:
+                out.append({"type": "tool_call", **self.tool_call_fields()})
+        if self.message_tokens:
+            out.append({"type": "message", "content": "".join(self.message_tokens)})
+        return out
+
+    def tool_call_fields(self) -> dict[str, Any]:
+        return {
+            "tool": "sim_search",
+            "arguments": {"query": self.user_text[:40]},
+            "output": '[{"type":"text","text":"3 simulated results"}]',
+            "provider_info": {"type": "ephemeral_mcp", "server_label": "simulator"},
+        }
+
+    def result(
+        self, instance_id: str, response_id: str | None, load_seconds: float | None
+    ) -> dict[str, Any]:
+        n_out = len(self.reasoning_tokens) + len(self.message_tokens)
+        stats: dict[str, Any] = {
+            "input_tokens": self.input_tokens,
+            "total_output_tokens": n_out,
+            "reasoning_output_tokens": len(self.reasoning_tokens),
+            "tokens_per_second": float(self.tps) if self.tps > 0 else 9999.0,
+            "time_to_first_token_seconds": round(0.02 + self.input_tokens / 20000, 3),
+        }
+        if load_seconds is not None:
+            stats["model_load_time_seconds"] = load_seconds
+        body: dict[str, Any] = {
+            "model_instance_id": instance_id,
+            "output": self.output(),
+            "stats": stats,
+        }
+        if response_id is not None:
+            body["response_id"] = response_id
+        return body
+
+    def store(self, state: SimState, instance_id: str) -> str | None:
+        if self.body.get("store") is False:
+            return None
+        assistant = "".join(self.message_tokens)
+        turns = (*(self.history or ()), Turn(self.user_text, assistant))
+        return state.store(self.entry["key"], instance_id, turns)
+
+
+class _Pacer:
+    """Sleeps so that token i goes out at start + i / rate (batching sub-4 ms waits)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.start = asyncio.get_running_loop().time()
+        self.count = 0
+
+    async def tick(self) -> None:
+        self.count += 1
+        if self.rate <= 0:
+            if self.count % 64 == 0:
+                await asyncio.sleep(0)
+            return
+        delay = self.start + self.count / self.rate - asyncio.get_running_loop().time()
+        if delay > 0.004:
+            await asyncio.sleep(delay)
+
+
+def create_app(state: SimState) -> Starlette:
+    cfg = state.config
+
+    async def list_models(request: Request) -> Response:
+        if cfg.models_shape == "v0":
+            return JSONResponse({"object": "list", "data": state.list_models_v0()})
+        return JSONResponse({"models": state.list_models()})
+
+    async def list_models_v0(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": state.list_models_v0()})
+
+    async def wait_loaded(inst: SimInstance) -> bool:
+        """Wait out an instance's load (real time); False when it was unloaded meanwhile."""
+        await asyncio.sleep(inst.load_seconds)
+        return state.finish_load(inst.id) is not None
+
+    async def load(request: Request) -> Response:
+        body = validate_load(await _json_body(request), cfg.accept_load_extensions)
+        inst = state.begin_load(body["model"], body)
+        if not await wait_loaded(inst):
+            raise SimError.of(
+                500,
+                f"Loading of '{inst.id}' was cancelled: the instance was unloaded.",
+                "internal_error",
+            )
+        out: dict[str, Any] = {
+            "type": (state.entry(inst.model_key) or {}).get("type", "llm"),
+            "instance_id": inst.id,
+            "load_time_seconds": inst.load_seconds,
+            "status": "loaded",
+        }
+        if body.get("echo_load_config"):
+            out["load_config"] = dict(inst.config)
+        return JSONResponse(out)
+
+    async def unload(request: Request) -> Response:
+        instance_id = validate_unload(await _json_body(request))
+        state.unload(instance_id)
+        return JSONResponse({"instance_id": instance_id})
+
+    async def until_ready(inst: SimInstance) -> None:
+        while inst.loading and inst.id in state.instances:
+            await asyncio.sleep(0.01)
+
+    async def chat(request: Request) -> Response:
+        body = validate_chat(await _json_body(request))
+        entry, inst = state.resolve_chat_target(body["model"])
+        turn = _Turn(state, body, entry)
+        jit = None
+        if inst is None and not turn.unknown_previous:
+            jit = inst = state.begin_load(entry["key"], {}, jit=True)
+        if body.get("stream"):
+            return StreamingResponse(
+                stream(turn, inst, jit),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        if turn.unknown_previous:
+            raise _unknown_previous(body["previous_response_id"])
+        assert inst is not None
+        if jit is not None and not await wait_loaded(jit):
+            raise SimError.of(500, "The model was unloaded while loading.", "internal_error")
+        await until_ready(inst)
+        state.touch(inst.id)
+        n = len(turn.reasoning_tokens) + len(turn.message_tokens)
+        if turn.tps > 0:
+            await asyncio.sleep(n / turn.tps)
+        rid = turn.store(state, inst.id)
+        state.touch(inst.id)
+        load_s = jit.load_seconds if jit else None
+        return JSONResponse(turn.result(inst.id, rid, load_s))
+
+    async def stream(
+        turn: _Turn, inst: SimInstance | None, jit: SimInstance | None
+    ) -> AsyncIterator[bytes]:
+        iid = inst.id if inst else turn.entry["key"]
+        yield _frame("chat.start", {"model_instance_id": iid})
+        if turn.unknown_previous or inst is None:
+            err = _unknown_previous(turn.body.get("previous_response_id") or "")
+            yield _frame("error", err.body)
+            end = {"model_instance_id": iid, "output": [], "stats": {}}
+            yield _frame("chat.end", {"result": end})
+            return
+        if jit is not None:
+            yield _frame("model_load.start", {"model_instance_id": iid})
+            for step in (0, 0.25, 0.5, 0.75, 1.0):
+                yield _frame("model_load.progress", {"model_instance_id": iid, "progress": step})
+                if step < 1.0:
+                    await asyncio.sleep(jit.load_seconds / 4)
+            if state.finish_load(jit.id) is None:
+                err = SimError.of(500, "The model was unloaded while loading.", "internal_error")
+                yield _frame("error", err.body)
+                yield _frame("chat.end", {"result": {"model_instance_id": iid, "output": []}})
+                return
+            yield _frame(
+                "model_load.end", {"model_instance_id": iid, "load_time_seconds": jit.load_seconds}
+            )
+        await until_ready(inst)
+        state.touch(inst.id)
+        yield _frame("prompt_processing.start", {})
+        for p in (0.5, 1.0):
+            yield _frame("prompt_processing.progress", {"progress": p})
+        yield _frame("prompt_processing.end", {})
+        pacer = _Pacer(turn.tps)
+        if turn.reasoning_tokens:
+            yield _frame("reasoning.start", {})
+            for tok in turn.reasoning_tokens:
+                await pacer.tick()
+                yield _frame("reasoning.delta", {"content": tok})
+            yield _frame("reasoning.end", {})
+        if turn.tool_call:
+            fields = turn.tool_call_fields()
+            info = fields["provider_info"]
+            yield _frame("tool_call.start", {"tool": fields["tool"], "provider_info": info})
+            if turn.bad_tool:
+                item = turn.output()[-2 if turn.message_tokens else -1]
+                yield _frame(
+                    "tool_call.failure", {"reason": item["reason"], "metadata": item["metadata"]}
+                )
+            else:
+                args = {"tool": fields["tool"], "arguments": fields["arguments"]}
+                yield _frame("tool_call.arguments", {**args, "provider_info": info})
+                yield _frame("tool_call.success", fields)
+        if turn.message_tokens:
+            yield _frame("message.start", {})
+            for tok in turn.message_tokens:
+                await pacer.tick()
+                yield _frame("message.delta", {"content": tok})
+            yield _frame("message.end", {})
+        rid = turn.store(state, inst.id)
+        state.touch(inst.id)
+        load_s = jit.load_seconds if jit else None
+        yield _frame("chat.end", {"result": turn.result(inst.id, rid, load_s)})
+
+    async def download(request: Request) -> Response:
+        from lmgui.sim.validation import as_object, check_field, check_keys
+
+        body = as_object(await _json_body(request))
+        check_keys(body, {"model", "quantization"}, ["model"])
+        check_field(body, "model", str)
+        check_field(body, "quantization", str)
+        return JSONResponse(state.start_download(body["model"], body.get("quantization")))
+
+    async def download_status(request: Request) -> Response:
+        return JSONResponse(state.download_status(request.path_params["job_id"]))
+
+    async def unknown(request: Request) -> Response:
+        path = request.url.path
+        status = 404 if path.startswith("/api/v1/") else 200
+        return JSONResponse(_unexpected(request.method, path), status_code=status)
+
+    def guarded(
+        handler: Callable[[Request], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SimError as exc:
+                return _error_response(exc)
+
+        return run
+
+    routes = [
+        Route("/api/v1/models", guarded(list_models), methods=["GET"]),
+        Route("/api/v1/models/load", guarded(load), methods=["POST"]),
+        Route("/api/v1/models/unload", guarded(unload), methods=["POST"]),
+        Route("/api/v1/chat", guarded(chat), methods=["POST"]),
+        Route("/api/v1/models/download", guarded(download), methods=["POST"]),
+        Route(
+            "/api/v1/models/download/status/{job_id}",
+            guarded(download_status),
+            methods=["GET"],
+        ),
+        Route("/api/v0/models", list_models_v0, methods=["GET"]),
+        Route(
+            "/{path:path}",
+            unknown,
+            methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"],
+        ),
+    ]
+    return Starlette(routes=routes)
+
+
+def _unknown_previous(rid: str) -> SimError:
+    return SimError.of(
+        400,
+        f"Previous response with id '{rid}' not found.",
+        code="previous_response_not_found",
+        param="previous_response_id",
+    )
+
+
+class SimMiddleware:
+    """Records requests, then applies latency, faults, legacy mode and auth, in that order."""
+
+    def __init__(self, app: ASGIApp, state: SimState, requests: deque[RecordedRequest]) -> None:
+        self.app = app
+        self.state = state
+        self.requests = requests
+        self.rng = random.Random(state.config.seed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        path: str = scope["path"]
+        self.requests.append(RecordedRequest(scope["method"], path, headers, body))
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        cfg = self.state.config
+        if cfg.latency_ms > 0:
+            await asyncio.sleep(cfg.latency_ms / 1000)
+        roll = self.rng.random()
+        if roll < cfg.error_rate:
+            await _send_raw(send, 500, _HTML_500.encode(), "text/html; charset=utf-8")
+            return
+        roll -= cfg.error_rate
+        if roll < cfg.drop_rate:
+            # Promise a body, send a sliver of it, stop: the client sees the connection drop.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b'{"mod', "more_body": False})
+            return
+        roll -= cfg.drop_rate
+        if roll < cfg.truncate_rate:
+            send = _truncating(send)
+        if cfg.legacy and path.startswith("/api/v1"):
+            await _send_json(send, 200, _unexpected(scope["method"], path))
+            return
+        if cfg.token is not None:
+            given = headers.get("authorization", "")
+            token = given.removeprefix("Bearer ").strip() if given.startswith("Bearer ") else ""
+            if token != cfg.token:
+                if not token:
+                    message_text = _AUTH_REQUIRED
+                elif not token.startswith("sk-lm-"):
+                    message_text = f"Malformed LM Studio API token provided: {token}"
+                else:
+                    message_text = "Invalid LM Studio API token provided."
+                err = {"type": "invalid_request", "code": "invalid_api_key", "message": message_text}
+                await _send_json(send, 401, {"error": err})
+                return
+        await self.app(scope, replay, send)
+
+
+async def _send_raw(send: Send, status: int, body: bytes, ctype: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", ctype.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_json(send: Send, status: int, obj: Any) -> None:
+    await _send_raw(send, status, json.dumps(obj).encode(), "application/json")
+
+
+def _truncating(send: Send) -> Send:
+    """A send that cuts a response short: half a JSON body, or a stream after a few frames."""
+    start: Message | None = None
+    parts: list[bytes] = []
+    frames = 0
+    done = False
+
+    async def wrapped(message: Message) -> None:
+        nonlocal start, frames, done
+        if done:
+            return
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        assert start is not None
+        headers = dict(start.get("headers", []))
+        if b"content-length" in headers:  # a whole body: send the first half of it
+            parts.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            whole = b"".join(parts)
+            cut = whole[: max(1, len(whole) // 2)]
+            hdrs = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+            hdrs.append((b"content-length", str(len(cut)).encode()))
+            await send({**start, "headers": hdrs})
+            await send({"type": "http.response.body", "body": cut, "more_body": False})
+            done = True
+            return
+        if frames == 0:
+            await send(start)
+        frames += 1
+        if frames > 4:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            done = True
+            return
+        await send(message)
+
+    return wrapped
+
+
+class Simulator:
+    """An LM Studio simulator on a real loopback socket, in a background thread.
+
+    ``with Simulator(SimConfig(port=0)) as sim: ... sim.url ...``. ``state`` is the live server
+    state (thread-safe); ``requests`` the last 1000 requests received, for tests to inspect.
+    """
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        *,
+        catalog: list[dict[str, Any]] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.config = config or SimConfig()
+        kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        self.state = SimState(catalog if catalog is not None else DEMO_CATALOG, self.config, **kwargs)
+        self.requests: deque[RecordedRequest] = deque(maxlen=1000)
+        self.app = SimMiddleware(create_app(self.state), self.state, self.requests)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self.port = self.config.port
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.config.host, self.config.port))
+        except OSError:
+            sock.close()
+            raise
+        sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
+        self.port = sock.getsockname()[1]
+        self._sock = sock
+        return sock
+
+    def _make_server(self) -> uvicorn.Server:
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        return uvicorn.Server(config)
+
+    def start(self) -> Self:
+        """Serve in a daemon thread; returns once the socket accepts connections."""
+        sock = self.bind()
+        self._server = self._make_server()
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="lmgui-sim", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on this thread until interrupted (the ``lmgui-sim`` command)."""
+        sock = self._sock or self.bind()
+        self._server = self._make_server()
+        self._server.run(sockets=[sock])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def received(self, method: str, path: str) -> list[RecordedRequest]:
+        """Requests received for one route, oldest first."""
+        return [r for r in list(self.requests) if r.method == method and r.path == path]

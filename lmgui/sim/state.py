@@ -1,0 +1,455 @@
+"""The simulated server's state: catalog, instances, stored responses, downloads.
+
+No HTTP and no event loop here: every method is quick and runs under one lock, so the HTTP layer
+(on uvicorn's thread) and tests (on theirs) can both call it. Time comes from an injectable clock,
+so TTL expiry and download progress can be driven by a test without waiting.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lmgui.sim.catalog import GB, REMOTE_CATALOG
+from lmgui.sim.textgen import Turn
+
+__all__ = ["ManualClock", "SimConfig", "SimError", "SimInstance", "SimState", "StoredResponse"]
+
+
+class ManualClock:
+    """A clock a test moves by hand: ``clock.advance(61)``."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+@dataclass
+class SimConfig:
+    host: str = "127.0.0.1"
+    port: int = 1234
+    token: str | None = None
+    vram_gb: float = 24.0
+    tokens_per_second: float = 60.0
+    """Streaming rate; 0 means as fast as possible."""
+    load_seconds_per_gb: float = 0.4
+    seed: int = 0
+    accept_load_extensions: bool = False
+    jit_ttl_seconds: float = 3600.0
+    auto_evict: bool = True
+    answer_tokens: int | None = None
+    """Fixed answer length in words (benchmarks); None means seeded 24..72."""
+    download_bytes_per_second: float = 400e6
+    legacy: bool = False
+    """Behave like LM Studio before 0.4: no /api/v1, the v0 list at /api/v0/models."""
+    models_shape: str = "v1"
+    """``v0`` serves the older ``{"object": "list", "data": [...]}`` shape at /api/v1/models."""
+    response_ttl_seconds: float | None = None
+    # fault injection
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    truncate_rate: float = 0.0
+
+
+class SimError(Exception):
+    """An HTTP error response the simulator sends, with the real server's body shape."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body)
+        self.status = status
+        self.body = body
+
+    @classmethod
+    def of(
+        cls,
+        status: int,
+        message: str,
+        type_: str = "invalid_request",
+        code: str | None = None,
+        param: str | None = None,
+    ) -> SimError:
+        err: dict[str, Any] = {"type": type_, "message": message}
+        if code:
+            err["code"] = code
+        if param:
+            err["param"] = param
+        return cls(status, {"error": err})
+
+
+@dataclass
+class SimInstance:
+    id: str
+    model_key: str
+    config: dict[str, Any]
+    vram_bytes: int
+    ttl: float | None
+    last_used: float
+    jit: bool = False
+    loading: bool = True
+    load_seconds: float = 0.0
+
+
+@dataclass
+class StoredResponse:
+    id: str
+    model_key: str
+    instance_id: str
+    turns: tuple[Turn, ...]
+    created: float
+
+
+@dataclass
+class _Download:
+    job_id: str
+    entry: dict[str, Any]
+    started: float
+    started_at: str
+    total: int
+    completed_at: str | None = None
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def kv_bytes_per_token(size_bytes: int) -> float:
+    """The simulator's own KV-cache cost: grows with the square root of the model's size."""
+    return 50_000 * math.sqrt(max(size_bytes, 1) / GB)
+
+
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if not k.startswith("_sim")}
+
+
+@dataclass
+class SimState:
+    catalog: list[dict[str, Any]]
+    config: SimConfig = field(default_factory=SimConfig)
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self.lock = threading.RLock()
+        self._catalog = [copy.deepcopy(e) for e in self.catalog]
+        self._remote = [copy.deepcopy(e) for e in REMOTE_CATALOG]
+        self.instances: dict[str, SimInstance] = {}
+        self.responses: dict[str, StoredResponse] = {}
+        self._downloads: dict[str, _Download] = {}
+        self._ids = itertools.count(1)
+        self.events: list[tuple[str, str]] = []
+        """(what, instance id) for loads, unloads, expiries and evictions; tests read it."""
+
+    # ------------------------------------------------------------------ catalog
+
+    def entry(self, key: str) -> dict[str, Any] | None:
+        base = key.split("@", 1)[0]
+        for e in self._catalog:
+            if e["key"] in (key, base) or key in e.get("variants", ()):
+                return e
+        return None
+
+    def list_models(self) -> list[dict[str, Any]]:
+        with self.lock:
+            self._expire()
+            out = []
+            for e in self._catalog:
+                item = _public(e)
+                item["loaded_instances"] = [
+                    {"id": i.id, "config": dict(i.config)}
+                    for i in self.instances.values()
+                    if i.model_key == e["key"]
+                ]
+                out.append(item)
+            return out
+
+    def list_models_v0(self) -> list[dict[str, Any]]:
+        out = []
+        for m in self.list_models():
+            loaded = m["loaded_instances"]
+            vision = bool((m.get("capabilities") or {}).get("vision"))
+            item: dict[str, Any] = {
+                "id": m["key"],
+                "object": "model",
+                "type": "embeddings" if m["type"] == "embedding" else ("vlm" if vision else "llm"),
+                "publisher": m.get("publisher"),
+                "arch": m.get("architecture"),
+                "compatibility_type": m.get("format"),
+                "quantization": (m.get("quantization") or {}).get("name"),
+                "state": "loaded" if loaded else "not-loaded",
+                "max_context_length": m.get("max_context_length"),
+            }
+            if loaded:
+                item["loaded_context_length"] = loaded[0]["config"].get("context_length")
+            out.append(item)
+        return out
+
+    # ------------------------------------------------------------------ memory
+
+    def vram_used(self) -> int:
+        return sum(i.vram_bytes for i in self.instances.values())
+
+    def _estimate(self, entry: dict[str, Any], config: dict[str, Any], gpu: float) -> int:
+        size = int(entry.get("size_bytes") or 0)
+        kv = config.get("context_length", 4096) * kv_bytes_per_token(size)
+        kv_on_gpu = config.get("offload_kv_cache_to_gpu", True)
+        return int(size * gpu + (kv if kv_on_gpu and gpu > 0 else 0))
+
+    # ------------------------------------------------------------------ loading
+
+    def _new_id(self, key: str) -> str:
+        if key not in self.instances:
+            return key
+        n = 2
+        while f"{key}:{n}" in self.instances:
+            n += 1
+        return f"{key}:{n}"
+
+    def begin_load(
+        self, key: str, options: dict[str, Any], *, jit: bool = False
+    ) -> SimInstance:
+        """Register a loading instance (visible at once, like the real server) or raise."""
+        with self.lock:
+            self._expire()
+            entry = self.entry(key)
+            if entry is None:
+                raise SimError.of(
+                    404, f"Model '{key}' not found.", "model_not_found", "model_not_found"
+                )
+            max_ctx = int(entry.get("max_context_length") or 4096)
+            ctx = int(options.get("context_length") or min(4096, max_ctx))
+            if ctx > max_ctx:
+                raise SimError.of(
+                    400,
+                    f"context_length {ctx} exceeds the model's maximum of {max_ctx}.",
+                    code="invalid_value",
+                    param="context_length",
+                )
+            config: dict[str, Any] = {"context_length": ctx}
+            if entry["type"] == "llm":
+                config["eval_batch_size"] = int(options.get("eval_batch_size") or 512)
+                config["parallel"] = int(options.get("parallel") or 4)
+                config["flash_attention"] = bool(options.get("flash_attention", True))
+                config["offload_kv_cache_to_gpu"] = bool(
+                    options.get("offload_kv_cache_to_gpu", True)
+                )
+                if entry.get("_sim_experts"):
+                    config["num_experts"] = int(options.get("num_experts") or entry["_sim_experts"])
+            gpu_opt = options.get("gpu", "max")
+            gpu = {"max": 1.0, "off": 0.0}.get(gpu_opt) if isinstance(gpu_opt, str) else gpu_opt
+            gpu = float(gpu if gpu is not None else 1.0)
+            need = self._estimate(entry, config, gpu)
+            budget = int(self.config.vram_gb * GB)
+            used = self.vram_used()
+            if used + need > budget:
+                raise SimError.of(
+                    500,
+                    f"Failed to load model \"{entry['key']}\": it needs about {need / GB:.1f} GB "
+                    f"of VRAM but only {(budget - used) / GB:.1f} GB of {budget / GB:.0f} GB is "
+                    "free. Model loading aborted due to insufficient system resources.",
+                    "internal_error",
+                )
+            identifier = options.get("identifier")
+            if identifier is not None and identifier in self.instances:
+                raise SimError.of(
+                    400, f"An instance with identifier '{identifier}' is already loaded."
+                )
+            iid = identifier or self._new_id(entry["key"])
+            ttl = options.get("ttl")
+            inst = SimInstance(
+                id=iid,
+                model_key=entry["key"],
+                config=config,
+                vram_bytes=need,
+                ttl=float(ttl) if ttl is not None else (self.config.jit_ttl_seconds if jit else None),
+                last_used=self.clock(),
+                jit=jit,
+                load_seconds=round(
+                    self.config.load_seconds_per_gb * int(entry.get("size_bytes") or 0) / GB, 3
+                ),
+            )
+            if jit and self.config.auto_evict:
+                for other in [i for i in self.instances.values() if i.jit]:
+                    del self.instances[other.id]
+                    self.events.append(("evicted", other.id))
+            self.instances[iid] = inst
+            self.events.append(("load_started", iid))
+            return inst
+
+    def finish_load(self, instance_id: str) -> SimInstance | None:
+        """Mark loaded; None when the instance was unloaded (or forgotten) while loading."""
+        with self.lock:
+            inst = self.instances.get(instance_id)
+            if inst is None:
+                return None
+            inst.loading = False
+            inst.last_used = self.clock()
+            self.events.append(("loaded", instance_id))
+            return inst
+
+    def unload(self, instance_id: str) -> None:
+        with self.lock:
+            self._expire()
+            if self.instances.pop(instance_id, None) is None:
+                raise SimError.of(
+                    404,
+                    f"No model instance with id '{instance_id}' is loaded.",
+                    "model_not_found",
+                    "model_not_found",
+                )
+            self.events.append(("unloaded", instance_id))
+
+    def _expire(self) -> None:
+        now = self.clock()
+        for inst in list(self.instances.values()):
+            if inst.ttl is not None and not inst.loading and now - inst.last_used >= inst.ttl:
+                del self.instances[inst.id]
+                self.events.append(("expired", inst.id))
+        if self.config.response_ttl_seconds is not None:
+            limit = self.config.response_ttl_seconds
+            for rid in [r.id for r in self.responses.values() if now - r.created >= limit]:
+                del self.responses[rid]
+
+    def restart(self) -> None:
+        """Forget every instance and stored response, as a server restart does."""
+        with self.lock:
+            self.instances.clear()
+            self.responses.clear()
+            self.events.append(("restarted", ""))
+
+    # ------------------------------------------------------------------ chat
+
+    def resolve_chat_target(self, model: str) -> tuple[dict[str, Any], SimInstance | None]:
+        """(catalog entry, instance to use); instance None means a JIT load is needed."""
+        with self.lock:
+            self._expire()
+            inst = self.instances.get(model)
+            if inst is not None:
+                entry = self.entry(inst.model_key)
+                assert entry is not None
+            else:
+                entry = self.entry(model)
+                if entry is None:
+                    raise SimError.of(
+                        404, f"Model '{model}' not found.", "model_not_found", "model_not_found"
+                    )
+                inst = next(
+                    (i for i in self.instances.values() if i.model_key == entry["key"]), None
+                )
+            if entry["type"] != "llm":
+                raise SimError.of(
+                    404,
+                    f"Model '{model}' is not an LLM and cannot be used for chat.",
+                    "model_not_found",
+                    "model_not_found",
+                )
+            return entry, inst
+
+    def touch(self, instance_id: str) -> None:
+        with self.lock:
+            inst = self.instances.get(instance_id)
+            if inst is not None:
+                inst.last_used = self.clock()
+
+    def history(self, previous_response_id: str | None) -> tuple[Turn, ...] | None:
+        """The thread behind a response id; None when the server does not know the id."""
+        if previous_response_id is None:
+            return ()
+        with self.lock:
+            self._expire()
+            stored = self.responses.get(previous_response_id)
+            return stored.turns if stored else None
+
+    def store(self, model_key: str, instance_id: str, turns: tuple[Turn, ...]) -> str:
+        with self.lock:
+            n = next(self._ids)
+            digest = hashlib.sha256(f"{self.config.seed}:{n}".encode()).hexdigest()[:48]
+            rid = f"resp_{digest}"
+            self.responses[rid] = StoredResponse(rid, model_key, instance_id, turns, self.clock())
+            return rid
+
+    # ------------------------------------------------------------------ downloads
+
+    def start_download(self, model: str, quantization: str | None) -> dict[str, Any]:
+        with self.lock:
+            key = model
+            if model.startswith("https://huggingface.co/"):
+                repo = model.removeprefix("https://huggingface.co/").strip("/")
+                key = repo.lower()
+            if self.entry(key) is not None:
+                return {"status": "already_downloaded"}
+            entry = next((e for e in self._remote if e["key"] == key), None)
+            if entry is None and model.startswith("https://huggingface.co/") and "/" in key:
+                entry = {
+                    "type": "llm",
+                    "publisher": key.split("/")[0],
+                    "key": key,
+                    "display_name": key.split("/")[-1],
+                    "architecture": None,
+                    "quantization": {"name": quantization or "Q4_K_M", "bits_per_weight": 4},
+                    "size_bytes": 2 * GB,
+                    "params_string": None,
+                    "max_context_length": 32768,
+                    "format": "gguf",
+                }
+            if entry is None:
+                raise SimError.of(
+                    404,
+                    f"Model '{model}' was not found in the catalog.",
+                    "model_not_found",
+                    "model_not_found",
+                )
+            if quantization:
+                entry = {**entry, "quantization": {"name": quantization.upper(), "bits_per_weight": None}}
+            job_id = "job_" + hashlib.sha256(f"{key}:{next(self._ids)}".encode()).hexdigest()[:10]
+            job = _Download(job_id, entry, self.clock(), _iso_now(), int(entry["size_bytes"]))
+            self._downloads[job_id] = job
+            return self._download_view(job)
+
+    def download_status(self, job_id: str) -> dict[str, Any]:
+        with self.lock:
+            job = self._downloads.get(job_id)
+            if job is None:
+                raise SimError.of(404, f"Download job '{job_id}' not found.", "job_not_found")
+            return self._download_view(job)
+
+    def _download_view(self, job: _Download) -> dict[str, Any]:
+        rate = self.config.download_bytes_per_second
+        done = min(job.total, int((self.clock() - job.started) * rate))
+        view: dict[str, Any] = {
+            "job_id": job.job_id,
+            "status": "downloading",
+            "total_size_bytes": job.total,
+            "started_at": job.started_at,
+        }
+        if done >= job.total:
+            if job.completed_at is None:
+                job.completed_at = _iso_now()
+                if self.entry(job.entry["key"]) is None:
+                    self._catalog.append(copy.deepcopy(job.entry))
+            view.update(status="completed", downloaded_bytes=job.total, completed_at=job.completed_at)
+        else:
+            left = (job.total - done) / rate
+            view.update(
+                downloaded_bytes=done,
+                bytes_per_second=rate,
+                estimated_completion=datetime.fromtimestamp(time.time() + left, UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
+            )
+        return view
