@@ -1,1 +1,538 @@
-"""Placeholder so the package installs while modules are written."""
+"""The ``lmgui`` command line: ``ls``, ``ps``, ``load``, ``unload``, ``chat``, ``download``.
+
+It mirrors ``lms`` and the scripts people write around LM Studio, over the same client the GUI
+uses. Errors exit non-zero with one clear line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+import msgspec
+
+from lmgui import __version__
+from lmgui.api import (
+    DEFAULT_BASE_URL,
+    ApiError,
+    LMStudioClient,
+    Model,
+    with_retries,
+)
+from lmgui.api.client import Exchange, GpuSetting, normalize_base_url
+from lmgui.api.events import (
+    ErrorEvent,
+    MessageDelta,
+    ModelLoadEnd,
+    ModelLoadProgress,
+    ReasoningDelta,
+    ReasoningEnd,
+)
+from lmgui.core.paths import AppPaths
+from lmgui.core.responses import LastResponses
+from lmgui.core.secrets import TokenStore
+from lmgui.core.vram import estimate_instance
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """A problem with what the user typed, found after parsing."""
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def human_count(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n // 1024}k"
+    return str(n)
+
+
+def table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    if not rows:
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
+        out.write("  ".join(cells).rstrip() + "\n")
+
+
+def emit_json(obj: Any, out: TextIO) -> None:
+    out.write(json.dumps(msgspec.to_builtins(obj), indent=2, ensure_ascii=False) + "\n")
+
+
+def capability_marks(m: Model) -> str:
+    marks = []
+    if m.vision:
+        marks.append("vision")
+    if m.tool_use:
+        marks.append("tools")
+    if m.reasoning_options:
+        marks.append("reasoning")
+    return ",".join(marks) or "-"
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def _gpu(text: str) -> GpuSetting:
+    if text in ("max", "off"):
+        return "max" if text == "max" else "off"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use max, off or a fraction from 0 to 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("use max, off or a fraction from 0 to 1")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--server",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"LM Studio server (default $LMGUI_SERVER or {DEFAULT_BASE_URL})",
+    )
+    common.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help="API token (default $LM_API_TOKEN, then the keyring)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log HTTP calls"
+    )
+
+    p = argparse.ArgumentParser(
+        prog="lmgui",
+        description="Manage the models of an LM Studio 0.4+ server.",
+        parents=[common],
+    )
+    p.add_argument("--version", action="version", version=f"lmgui {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("ls", parents=[common], help="list the server's models")
+    sub.add_parser("ps", parents=[common], help="list loaded instances")
+
+    load = sub.add_parser("load", parents=[common], help="load a model")
+    load.add_argument("model", metavar="KEY", help="model key, e.g. qwen/qwen3-4b")
+    load.add_argument("--context", "--context-length", dest="context", type=_positive)
+    load.add_argument("--gpu", type=_gpu, help="GPU offload: max, off or a fraction 0..1")
+    load.add_argument("--ttl", type=_positive, metavar="SECONDS", help="unload after idle time")
+    load.add_argument("--identifier", metavar="NAME", help="instance id to use")
+    load.add_argument("--parallel", type=_positive, help="parallel request slots")
+    load.add_argument("--eval-batch-size", type=_positive)
+    load.add_argument("--experts", type=_positive, help="experts to use (MoE models)")
+    fa = load.add_mutually_exclusive_group()
+    fa.add_argument("--flash-attention", dest="flash_attention", action="store_true", default=None)
+    fa.add_argument("--no-flash-attention", dest="flash_attention", action="store_false")
+    kv = load.add_mutually_exclusive_group()
+    kv.add_argument("--kv-on-gpu", dest="kv_on_gpu", action="store_true", default=None)
+    kv.add_argument("--no-kv-on-gpu", dest="kv_on_gpu", action="store_false")
+
+    unload = sub.add_parser("unload", parents=[common], help="unload instances")
+    target = unload.add_mutually_exclusive_group(required=True)
+    target.add_argument("instance_id", nargs="?", metavar="INSTANCE_ID")
+    target.add_argument("--model", metavar="KEY", help="every instance of this model")
+    target.add_argument("--all", action="store_true", help="every instance of every model")
+
+    chat = sub.add_parser("chat", parents=[common], help="send one chat turn")
+    chat.add_argument("model", metavar="MODEL", help="model key or instance id")
+    chat.add_argument("text", help="the message ('-' reads standard input)")
+    thread = chat.add_mutually_exclusive_group()
+    thread.add_argument("--previous-response-id", metavar="ID")
+    thread.add_argument(
+        "--continue",
+        dest="continue_",
+        action="store_true",
+        help="continue from the last response for this server and model",
+    )
+    chat.add_argument("--system", metavar="PROMPT", help="system prompt")
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--max-output-tokens", type=_positive)
+    chat.add_argument("--reasoning", choices=["off", "low", "medium", "high", "on"])
+    chat.add_argument("--no-store", action="store_true", help="do not keep the turn on the server")
+    chat.add_argument("--stream", action="store_true", help="print tokens as they arrive")
+    chat.add_argument("--unload-after", action="store_true", help="unload the instance afterwards")
+    chat.add_argument("--log", metavar="PATH", help="append requests and responses as JSON lines")
+
+    dl = sub.add_parser("download", parents=[common], help="download a model")
+    dl.add_argument("model", help="catalog id or Hugging Face URL")
+    dl.add_argument("--quantization")
+    dl.add_argument("--no-wait", action="store_true", help="start it and print the job id")
+
+    st = sub.add_parser("download-status", parents=[common], help="status of a download job")
+    st.add_argument("job_id")
+    return p
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+class Cli:
+    def __init__(self, args: argparse.Namespace, paths: AppPaths, out: TextIO, err: TextIO) -> None:
+        self.args = args
+        self.paths = paths
+        self.out = out
+        self.err = err
+        self.json = bool(getattr(args, "json", False))
+
+    def note(self, text: str) -> None:
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    async def ls(self, c: LMStudioClient) -> None:
+        models = await with_retries(c.list_models)
+        if self.json:
+            emit_json(models, self.out)
+            return
+        rows = [["KEY", "TYPE", "PARAMS", "QUANT", "FORMAT", "SIZE", "MAX CTX", "CAPS", "LOADED"]]
+        for m in models:
+            rows.append(
+                [
+                    m.key,
+                    m.type,
+                    m.params_string or "-",
+                    (m.quantization.name if m.quantization else None) or "-",
+                    m.format or "-",
+                    human_bytes(m.size_bytes),
+                    human_count(m.max_context_length),
+                    capability_marks(m),
+                    str(len(m.instances)) if m.instances else "-",
+                ]
+            )
+        table(rows, self.out)
+
+    async def ps(self, c: LMStudioClient) -> None:
+        models = await with_retries(c.list_models)
+        loaded = [(m, i) for m in models for i in m.instances]
+        if self.json:
+            emit_json(
+                [
+                    {
+                        "instance_id": i.id,
+                        "model_key": m.key,
+                        "context_length": i.context_length,
+                        "parallel": i.parallel,
+                        "config": i.config,
+                        "estimated_vram_bytes": estimate_instance(
+                            m, context_length=i.context_length, kv_on_gpu=i.offload_kv_cache_to_gpu
+                        ).vram_bytes,
+                    }
+                    for m, i in loaded
+                ],
+                self.out,
+            )
+            return
+        if not loaded:
+            self.note("No models are loaded.")
+            return
+        rows = [["INSTANCE", "MODEL", "CONTEXT", "PARALLEL", "EST. VRAM"]]
+        total = 0
+        for m, i in loaded:
+            est = estimate_instance(
+                m, context_length=i.context_length, kv_on_gpu=i.offload_kv_cache_to_gpu
+            ).vram_bytes
+            total += est
+            rows.append(
+                [
+                    i.id,
+                    m.key,
+                    human_count(i.context_length),
+                    str(i.parallel) if i.parallel is not None else "-",
+                    human_bytes(est),
+                ]
+            )
+        table(rows, self.out)
+        self.note(f"{len(loaded)} instance(s), about {human_bytes(total)} of VRAM (estimated).")
+
+    async def load(self, c: LMStudioClient) -> None:
+        a = self.args
+        if not self.json:
+            self.note(f"Loading {a.model}…")
+        result = await c.load(
+            a.model,
+            context_length=a.context,
+            eval_batch_size=a.eval_batch_size,
+            flash_attention=a.flash_attention,
+            num_experts=a.experts,
+            offload_kv_cache_to_gpu=a.kv_on_gpu,
+            gpu=a.gpu,
+            ttl=a.ttl,
+            identifier=a.identifier,
+            parallel=a.parallel,
+        )
+        if self.json:
+            emit_json(result, self.out)
+        else:
+            secs = f" in {result.load_time_seconds:.1f} s" if result.load_time_seconds else ""
+            via = " (through lms)" if result.via == "lms" else ""
+            self.out.write(f"Loaded {a.model} as {result.instance_id}{secs}{via}.\n")
+        if result.not_applied:
+            self.note(
+                "Warning: the server did not apply "
+                + ", ".join(result.not_applied)
+                + " (LM Studio's REST API does not take them, and lms is not available here)."
+            )
+
+    async def unload(self, c: LMStudioClient) -> None:
+        a = self.args
+        if a.instance_id:
+            await c.unload(a.instance_id)
+            done = [a.instance_id]
+        else:
+            models = await with_retries(c.list_models)
+            if a.model and not any(m.key == a.model for m in models):
+                raise UsageError(f"The server has no model with the key {a.model!r}.")
+            ids = [i.id for m in models if a.all or m.key == a.model for i in m.instances]
+            for iid in ids:
+                await c.unload(iid)
+            done = ids
+            after = await with_retries(c.list_models)
+            left = [i.id for m in after if a.all or m.key == a.model for i in m.instances]
+            if left:
+                raise ApiError(
+                    f"{len(left)} instance(s) are still loaded after unloading: {', '.join(left)}."
+                )
+        if self.json:
+            emit_json({"unloaded": done}, self.out)
+        elif done:
+            for iid in done:
+                self.out.write(f"Unloaded {iid}.\n")
+        else:
+            self.note("Nothing was loaded.")
+
+    async def chat(self, c: LMStudioClient) -> None:
+        a = self.args
+        text = sys.stdin.read() if a.text == "-" else a.text
+        memory = LastResponses(self.paths.state_dir / "last_responses.json")
+        previous = a.previous_response_id
+        if a.continue_:
+            previous = memory.get(c.base_url, a.model)
+            if previous is None:
+                self.note("No earlier response to continue for this model; starting a new thread.")
+        options: dict[str, Any] = {
+            "previous_response_id": previous,
+            "system_prompt": a.system,
+            "temperature": a.temperature,
+            "max_output_tokens": a.max_output_tokens,
+            "reasoning": a.reasoning,
+            "store": not a.no_store,
+        }
+        error: str | None = None
+        if a.stream:
+            stream = c.chat_stream(a.model, text, **options)
+            async with stream:
+                async for ev in stream:
+                    if self.json:
+                        continue
+                    if isinstance(ev, MessageDelta):
+                        self.out.write(ev.content)
+                        self.out.flush()
+                    elif isinstance(ev, ReasoningDelta):
+                        self.err.write(ev.content)
+                        self.err.flush()
+                    elif isinstance(ev, (ReasoningEnd, ModelLoadEnd)):
+                        self.err.write("\n")
+                    elif isinstance(ev, ModelLoadProgress):
+                        self.err.write(f"\rLoading model… {ev.progress:.0%}")
+                        self.err.flush()
+                    elif isinstance(ev, ErrorEvent):
+                        error = ev.message
+            result = stream.result
+            assert result is not None
+            if not self.json:
+                self.out.write("\n")
+        else:
+            result = await c.chat(a.model, text, **options)
+            if not self.json:
+                if result.reasoning:
+                    self.note(result.reasoning.strip())
+                self.out.write(result.text + "\n")
+        if result.response_id:
+            memory.set(c.base_url, a.model, result.response_id)
+        if self.json:
+            emit_json(
+                {
+                    "response_id": result.response_id,
+                    "previous_response_id": previous,
+                    "model_instance_id": result.model_instance_id,
+                    "text": result.text,
+                    "reasoning": result.reasoning,
+                    "output": result.output,
+                    "stats": result.stats,
+                    "error": error,
+                },
+                self.out,
+            )
+        else:
+            s = result.stats
+            bits = [f"{s.total_output_tokens} tokens" if s.total_output_tokens is not None else ""]
+            if s.tokens_per_second:
+                bits.append(f"{s.tokens_per_second:.1f} tok/s")
+            if s.time_to_first_token_seconds is not None:
+                bits.append(f"first token {s.time_to_first_token_seconds:.2f} s")
+            if s.model_load_time_seconds is not None:
+                bits.append(f"model load {s.model_load_time_seconds:.1f} s")
+            bits.append(f"response {result.response_id}" if result.response_id else "not stored")
+            self.note("[" + ", ".join(b for b in bits if b) + "]")
+        if a.unload_after and result.model_instance_id:
+            await c.unload(result.model_instance_id)
+            if not self.json:
+                self.note(f"Unloaded {result.model_instance_id}.")
+        if error is not None:
+            raise ApiError(f"The server reported an error during the answer: {error}")
+
+    async def download(self, c: LMStudioClient) -> None:
+        a = self.args
+        job = await c.download(a.model, a.quantization)
+        if not a.no_wait and job.job_id and not job.finished:
+            while not job.finished:
+                if not self.json:
+                    total = job.total_size_bytes or 0
+                    done = job.downloaded_bytes or 0
+                    pct = f" {done / total:.0%}" if total else ""
+                    self.err.write(f"\rDownloading {a.model}…{pct} of {human_bytes(total)}")
+                    self.err.flush()
+                await asyncio.sleep(1.0)
+                job_id = job.job_id
+                job = await with_retries(lambda: c.download_status(job_id))
+            if not self.json:
+                self.err.write("\n")
+        if self.json:
+            emit_json(job, self.out)
+        elif job.status == "already_downloaded":
+            self.out.write(f"{a.model} is already downloaded.\n")
+        elif job.status == "failed":
+            raise ApiError(f"The download of {a.model} failed.")
+        elif job.finished:
+            self.out.write(f"Downloaded {a.model}.\n")
+        else:
+            self.out.write(f"Download of {a.model} started: job {job.job_id} ({job.status}).\n")
+
+    async def download_status(self, c: LMStudioClient) -> None:
+        job_id: str = self.args.job_id
+        job = await with_retries(lambda: c.download_status(job_id))
+        if self.json:
+            emit_json(job, self.out)
+        else:
+            total, done = job.total_size_bytes, job.downloaded_bytes
+            self.out.write(f"{job.job_id}: {job.status}, {human_bytes(done)} of {human_bytes(total)}\n")
+
+
+def _resolve_token(args: argparse.Namespace, server: str, err: TextIO) -> str | None:
+    token: str | None = getattr(args, "token", None) or os.environ.get("LM_API_TOKEN") or None
+    if token is None:
+        token = TokenStore().get(server)
+    return token
+
+
+def _exchange_logger(path: str) -> tuple[Callable[[Exchange], None], IO[str]]:
+    try:
+        handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise UsageError(f"Cannot open the log file {path}: {exc.strerror}.") from None
+
+    def write(exchange: Exchange) -> None:
+        handle.write(json.dumps(exchange, ensure_ascii=False) + "\n")
+        handle.flush()
+
+    return write, handle
+
+
+async def _run(args: argparse.Namespace, paths: AppPaths, out: TextIO, err: TextIO) -> None:
+    server = normalize_base_url(
+        getattr(args, "server", None) or os.environ.get("LMGUI_SERVER") or DEFAULT_BASE_URL
+    )
+    token = _resolve_token(args, server, err)
+    log_handle: IO[str] | None = None
+    on_exchange = None
+    if args.command == "chat" and args.log:
+        on_exchange, log_handle = _exchange_logger(args.log)
+    cli = Cli(args, paths, out, err)
+    handler = getattr(cli, args.command.replace("-", "_"))
+    try:
+        async with LMStudioClient(server, token, on_exchange=on_exchange) as client:
+            await handler(client)
+    finally:
+        if log_handle is not None:
+            log_handle.close()
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    paths: AppPaths | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(out)
+        return EXIT_OK
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="lmgui: %(message)s",
+        stream=err,
+    )
+    if not getattr(args, "verbose", False):
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    started = time.monotonic()
+    try:
+        asyncio.run(_run(args, paths or AppPaths.default(), out, err))
+    except UsageError as exc:
+        err.write(f"lmgui: {exc}\n")
+        return EXIT_USAGE
+    except ApiError as exc:
+        err.write(f"lmgui: {exc}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        err.write("lmgui: interrupted.\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    logging.getLogger(__name__).info("done in %.2f s", time.monotonic() - started)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -250,7 +250,7 @@ class LMStudioClient:
         if status == 404:
             raise self._err(
                 NotFoundError,
-                f"{where} could not find it: {said}",
+                f"{where}: {said}",
                 status=status,
                 server_message=msg,
                 error_type=etype,

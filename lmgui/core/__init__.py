@@ -1,0 +1,1 @@
+"""Qt-free domain logic shared by the command line and the GUI."""

@@ -1,0 +1,93 @@
+"""Estimated memory of a loaded instance (LM Studio's REST API reports none).
+
+The formula and its assumptions are written out in docs/vram.md; keep the two in step.
+
+    weights_gpu = size_bytes x gpu_fraction           (the file is the weights)
+    kv          = context_length x kv_bytes_per_token
+    kv_bytes_per_token = 40 kB x sqrt(parameters in billions)
+    overhead    = 5 % of weights_gpu                  (compute buffers)
+    VRAM        = weights_gpu + overhead + (kv if KV cache on GPU and gpu_fraction > 0)
+    RAM         = the rest of the weights + (kv when it is not in VRAM)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from lmgui.api.records import Model
+
+__all__ = ["VramEstimate", "estimate_instance", "kv_bytes_per_token", "params_billions"]
+
+KV_BYTES_PER_TOKEN_AT_1B = 40_000.0
+OVERHEAD_FRACTION = 0.05
+DEFAULT_CONTEXT = 4096
+
+_PARAMS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMBT])", re.IGNORECASE)
+_SCALE = {"K": 1e-6, "M": 1e-3, "B": 1.0, "T": 1e3}
+
+
+def params_billions(model: Model) -> float | None:
+    """Parameters in billions, from ``params_string`` ("9B", "270M", "26B-A4B" -> 26), or from
+    the file size and bits per weight when the string is missing."""
+    if model.params_string:
+        m = _PARAMS.match(model.params_string)
+        if m:
+            return float(m.group(1)) * _SCALE[m.group(2).upper()]
+    q = model.quantization
+    if model.size_bytes and q and q.bits_per_weight:
+        return model.size_bytes * 8 / q.bits_per_weight / 1e9
+    if model.size_bytes:
+        return model.size_bytes * 8 / 4.5 / 1e9  # assume a 4-bit-class quantization
+    return None
+
+
+def kv_bytes_per_token(model: Model) -> float:
+    """KV-cache bytes per token of context at f16; grows with sqrt(parameters).
+
+    Calibrated on grouped-query-attention models: Llama 3.2 1B ~ 32 kB, Llama 3.1 8B ~ 128 kB,
+    Llama 3.3 70B ~ 320 kB per token.
+    """
+    billions = params_billions(model) or 1.0
+    return KV_BYTES_PER_TOKEN_AT_1B * math.sqrt(max(billions, 0.01))
+
+
+@dataclass(frozen=True)
+class VramEstimate:
+    weights_gpu_bytes: int
+    weights_ram_bytes: int
+    kv_bytes: int
+    kv_on_gpu: bool
+    overhead_bytes: int
+
+    @property
+    def vram_bytes(self) -> int:
+        kv = self.kv_bytes if self.kv_on_gpu else 0
+        return self.weights_gpu_bytes + self.overhead_bytes + kv
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.weights_ram_bytes + (0 if self.kv_on_gpu else self.kv_bytes)
+
+
+def estimate_instance(
+    model: Model,
+    *,
+    context_length: int | None = None,
+    gpu_fraction: float = 1.0,
+    kv_on_gpu: bool | None = None,
+) -> VramEstimate:
+    """The estimated memory of one instance of ``model`` loaded with these settings."""
+    gpu_fraction = min(max(gpu_fraction, 0.0), 1.0)
+    size = model.size_bytes or 0
+    weights_gpu = int(size * gpu_fraction)
+    kv = int((context_length or DEFAULT_CONTEXT) * kv_bytes_per_token(model))
+    kv_gpu = (True if kv_on_gpu is None else kv_on_gpu) and gpu_fraction > 0
+    return VramEstimate(
+        weights_gpu_bytes=weights_gpu,
+        weights_ram_bytes=size - weights_gpu,
+        kv_bytes=kv,
+        kv_on_gpu=kv_gpu,
+        overhead_bytes=int(weights_gpu * OVERHEAD_FRACTION),
+    )
