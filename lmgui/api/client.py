@@ -276,8 +276,8 @@ class LMStudioClient:
     def _unsupported(self, msg: str) -> ApiError:
         return self._err(
             UnsupportedServer,
-            f"The server at {self.base_url} has no LM Studio 0.4 API (/api/v1): it is LM Studio "
-            f"older than 0.4 or not LM Studio (it said: {_sentence(msg)})",
+            f"The server at {self.base_url} is not an LM Studio 0.4 server: it has no /api/v1 "
+            f"and said \u201c{msg.strip()}\u201d; it is LM Studio older than 0.4 or not LM Studio.",
             server_message=msg,
         )
 
@@ -382,7 +382,7 @@ class LMStudioClient:
         ext: dict[str, Any] = {
             k: v
             for k, v in (
-                ("gpu", _gpu_value(gpu) if gpu is not None else None),
+                ("gpu", gpu),
                 ("ttl", ttl),
                 ("identifier", identifier),
                 ("parallel", parallel),
@@ -439,7 +439,7 @@ class LMStudioClient:
         await runner.load(
             model_key,
             LmsLoadOptions(
-                gpu=options.get("gpu"),
+                gpu=_gpu_value(options["gpu"]) if "gpu" in options else None,
                 ttl=options.get("ttl"),
                 identifier=options.get("identifier"),
                 context_length=options.get("context_length"),

@@ -124,8 +124,7 @@ def first_readable_line(body: str, limit: int = 200) -> str:
     if "<" in text and ">" in text:
         title = _TITLE.search(text)
         stripped = _TAG.sub("\n", _DROP_BLOCKS.sub("\n", text))
-        candidates = [title.group(1)] if title else []
-        candidates.extend(stripped.splitlines())
+        candidates = stripped.splitlines() + ([title.group(1)] if title else [])
     else:
         candidates = text.splitlines()
     for raw in candidates:

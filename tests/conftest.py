@@ -1,0 +1,67 @@
+"""Shared fixtures: a real simulator on a loopback port, and a client talking to it."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports Qt, keyring or qasync: offscreen Qt, the PySide6 binding, and a keyring
+# backend that never touches the developer's real one.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_API", "pyside6")
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+
+from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+from lmgui.api import LMStudioClient  # noqa: E402
+from lmgui.sim import ManualClock, SimConfig, Simulator  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+
+SimFactory = Callable[..., Simulator]
+
+
+def fast_config(**overrides: Any) -> SimConfig:
+    """A simulator config for tests: any free port, instant tokens, near-instant loads."""
+    base: dict[str, Any] = {"port": 0, "tokens_per_second": 0.0, "load_seconds_per_gb": 0.002}
+    base.update(overrides)
+    return SimConfig(**base)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def make_sim() -> Iterator[SimFactory]:
+    started: list[Simulator] = []
+
+    def make(
+        *, clock: ManualClock | None = None, catalog: list[dict[str, Any]] | None = None, **cfg: Any
+    ) -> Simulator:
+        sim = Simulator(fast_config(**cfg), clock=clock, catalog=catalog).start()
+        started.append(sim)
+        return sim
+
+    yield make
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def sim(make_sim: SimFactory, clock: ManualClock) -> Simulator:
+    return make_sim(clock=clock)
+
+
+@pytest.fixture
+async def client(sim: Simulator) -> AsyncIterator[LMStudioClient]:
+    async with LMStudioClient(sim.url, lms=None) as c:
+        yield c
+
+
+def data(name: str) -> bytes:
+    return (DATA / name).read_bytes()
