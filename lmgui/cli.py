@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO, Any, TextIO
 
 import msgspec
@@ -422,19 +422,20 @@ class Cli:
     async def download(self, c: LMStudioClient) -> None:
         a = self.args
         job = await c.download(a.model, a.quantization)
-        if not a.no_wait and job.job_id and not job.finished:
-            while not job.finished:
-                if not self.json:
-                    total = job.total_size_bytes or 0
-                    done = job.downloaded_bytes or 0
-                    pct = f" {done / total:.0%}" if total else ""
-                    self.err.write(f"\rDownloading {a.model}…{pct} of {human_bytes(total)}")
-                    self.err.flush()
-                await asyncio.sleep(1.0)
-                job_id = job.job_id
-                job = await with_retries(lambda: c.download_status(job_id))
+        job_id = job.job_id
+        waited = False
+        while job_id and not job.finished and not a.no_wait:
             if not self.json:
-                self.err.write("\n")
+                total = job.total_size_bytes or 0
+                done = job.downloaded_bytes or 0
+                pct = f" {done / total:.0%}" if total else ""
+                self.err.write(f"\rDownloading {a.model}…{pct} of {human_bytes(total)}")
+                self.err.flush()
+            await asyncio.sleep(1.0)
+            job = await with_retries(functools.partial(c.download_status, job_id))
+            waited = True
+        if waited and not self.json:
+            self.err.write("\n")
         if self.json:
             emit_json(job, self.out)
         elif job.status == "already_downloaded":
@@ -448,12 +449,14 @@ class Cli:
 
     async def download_status(self, c: LMStudioClient) -> None:
         job_id: str = self.args.job_id
-        job = await with_retries(lambda: c.download_status(job_id))
+        job = await with_retries(functools.partial(c.download_status, job_id))
         if self.json:
             emit_json(job, self.out)
         else:
             total, done = job.total_size_bytes, job.downloaded_bytes
-            self.out.write(f"{job.job_id}: {job.status}, {human_bytes(done)} of {human_bytes(total)}\n")
+            self.out.write(
+                f"{job.job_id}: {job.status}, {human_bytes(done)} of {human_bytes(total)}\n"
+            )
 
 
 def _resolve_token(args: argparse.Namespace, server: str, err: TextIO) -> str | None:

@@ -10,14 +10,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
 os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
 
-from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
-from lmgui.api import LMStudioClient  # noqa: E402
-from lmgui.sim import ManualClock, SimConfig, Simulator  # noqa: E402
+from lmgui.api import LMStudioClient
+from lmgui.sim import ManualClock, SimConfig, Simulator
 
 DATA = Path(__file__).parent / "data"
 
@@ -65,3 +66,19 @@ async def client(sim: Simulator) -> AsyncIterator[LMStudioClient]:
 
 def data(name: str) -> bytes:
     return (DATA / name).read_bytes()
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], within: float = 10.0, step: float = 0.02
+) -> None:
+    """Await a condition that only polling can observe (a remote server's state).
+
+    The simulator emits no events a client could subscribe to, as LM Studio emits none; polling
+    the server is how a real client learns of a change too.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await condition():
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(step)

@@ -77,7 +77,10 @@ async def test_load_then_unload_an_instance(client: LMStudioClient) -> None:
 async def test_second_load_of_a_model_gets_key_2(client: LMStudioClient) -> None:
     first = await client.load("google/gemma-3-270m")
     second = await client.load("google/gemma-3-270m")
-    assert (first.instance_id, second.instance_id) == ("google/gemma-3-270m", "google/gemma-3-270m:2")
+    assert (first.instance_id, second.instance_id) == (
+        "google/gemma-3-270m",
+        "google/gemma-3-270m:2",
+    )
 
 
 async def test_unload_of_an_unknown_instance_is_not_found(client: LMStudioClient) -> None:
@@ -102,7 +105,7 @@ async def test_unknown_model_key_is_not_found(client: LMStudioClient) -> None:
     assert info.value.code == "model_not_found"
 
 
-# ----------------------------------------------------------------------------- load options REST does not take
+# ----------------------------------------------------------------------------- options REST rejects
 
 
 async def test_extension_options_rejected_by_rest_are_reported_and_remembered(
@@ -124,9 +127,7 @@ async def test_extension_options_rejected_by_rest_are_reported_and_remembered(
 async def test_a_server_that_accepts_extensions_applies_them(make_sim: SimFactory) -> None:
     sim = make_sim(accept_load_extensions=True)
     async with LMStudioClient(sim.url, lms=None) as c:
-        result = await c.load(
-            "qwen/qwen3-4b", gpu=0.5, ttl=600, identifier="my-qwen", parallel=2
-        )
+        result = await c.load("qwen/qwen3-4b", gpu=0.5, ttl=600, identifier="my-qwen", parallel=2)
         assert (result.instance_id, result.not_applied) == ("my-qwen", ())
         assert result.load_config["parallel"] == 2
         [inst] = [i for m in await c.list_models() for i in m.instances]
@@ -396,7 +397,9 @@ async def test_download_progresses_to_completed(
     assert job.status == "downloading" and job.job_id and not job.finished
     clock.advance(1)
     mid = await client.download_status(job.job_id)
-    assert mid.status == "downloading" and 0 < (mid.downloaded_bytes or 0) < (mid.total_size_bytes or 0)
+    assert mid.status == "downloading" and 0 < (mid.downloaded_bytes or 0) < (
+        mid.total_size_bytes or 0
+    )
     clock.advance(3600)
     done = await client.download_status(job.job_id)
     assert done.status == "completed" and done.completed_at
@@ -474,13 +477,33 @@ async def test_the_older_list_shape_is_read_end_to_end(make_sim: SimFactory) -> 
 @pytest.mark.parametrize(
     ("status", "body", "kind", "expected"),
     [
-        (200, b'{"error": "Unexpected endpoint or method. (GET /api/v1/models)"}', UnsupportedServer, "older than 0.4"),
+        (
+            200,
+            b'{"error": "Unexpected endpoint or method. (GET /api/v1/models)"}',
+            UnsupportedServer,
+            "older than 0.4",
+        ),
         (200, b'{"error": "Model crashed"}', ProtocolError, "Model crashed"),
-        (404, b'{"error": "Unexpected endpoint or method. (GET /api/v1/models)"}', UnsupportedServer, "0.4"),
+        (
+            404,
+            b'{"error": "Unexpected endpoint or method. (GET /api/v1/models)"}',
+            UnsupportedServer,
+            "0.4",
+        ),
         (400, b'{"error": "plain string error"}', BadRequestError, "plain string error"),
-        (500, b'{"error": {"code": 500, "message": "llama.cpp: failed to decode", "type": "server_error"}}', ServerError, "failed to decode"),
+        (
+            500,
+            b'{"error": {"code": 500, "message": "llama.cpp: failed to decode", "type": "x"}}',
+            ServerError,
+            "failed to decode",
+        ),
         (503, b"", ServerError, "Service Unavailable"),
-        (403, b'{"error": {"message": "Token lacks permission"}}', AuthError, "Token lacks permission"),
+        (
+            403,
+            b'{"error": {"message": "Token lacks permission"}}',
+            AuthError,
+            "Token lacks permission",
+        ),
         (200, b"not json at all", ProtocolError, "not valid JSON"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmgui.api.errors import ApiError, ProtocolError, dedupe_joined_message, first_readable_line
+from lmgui.api.errors import ProtocolError, dedupe_joined_message, first_readable_line
 from lmgui.api.records import (
     InvalidToolCallItem,
     MessageItem,
@@ -160,7 +161,10 @@ def test_download_records() -> None:
 def test_html_error_page_becomes_its_first_readable_line() -> None:
     text = data("error_500.html").decode()
     assert first_readable_line(text) == "Internal Server Error"
-    assert first_readable_line("<html><head><title>Only a title</title></head></html>") == "Only a title"
+    assert (
+        first_readable_line("<html><head><title>Only a title</title></head></html>")
+        == "Only a title"
+    )
     assert first_readable_line("<html><body><h1>Bad &amp; gone</h1></body></html>") == "Bad & gone"
     assert first_readable_line("plain\nsecond") == "plain"
 
@@ -175,13 +179,26 @@ def test_invalid_union_repetition_is_shown_once() -> None:
 # Any JSON in: records out, or the client's own ProtocolError; never anything else.
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=20,
 )
 model_keys = st.sampled_from(
-    ["key", "id", "type", "quantization", "loaded_instances", "capabilities", "size_bytes",
-     "display_name", "state", "loaded_context_length", "variants", "max_context_length"]
+    [
+        "key",
+        "id",
+        "type",
+        "quantization",
+        "loaded_instances",
+        "capabilities",
+        "size_bytes",
+        "display_name",
+        "state",
+        "loaded_context_length",
+        "variants",
+        "max_context_length",
+    ]
 )
 entryish = st.dictionaries(model_keys, json_values, max_size=8)
 envelopes = st.one_of(
@@ -197,9 +214,8 @@ def test_any_json_gives_models_or_a_protocol_error(value: Any) -> None:
     body = json.dumps(value).encode()
     try:
         models = parse_models(body)
-    except ApiError as exc:
-        assert isinstance(exc, ProtocolError)
-        return
+    except ProtocolError:
+        return  # the one error allowed; anything else fails the test
     for m in models:
         assert isinstance(m.key, str) and m.key
         assert all(isinstance(i.id, str) and i.id for i in m.instances)
@@ -208,15 +224,11 @@ def test_any_json_gives_models_or_a_protocol_error(value: Any) -> None:
 @settings(max_examples=200, deadline=None)
 @given(json_values)
 def test_any_json_gives_a_chat_result_or_a_protocol_error(value: Any) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):
         parse_chat_result(json.dumps(value).encode())
-    except ApiError as exc:
-        assert isinstance(exc, ProtocolError)
 
 
 @given(st.binary(max_size=64))
 def test_any_bytes_give_models_or_a_protocol_error(body: bytes) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):
         parse_models(body)
-    except ApiError as exc:
-        assert isinstance(exc, ProtocolError)

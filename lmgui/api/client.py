@@ -311,7 +311,7 @@ class LMStudioClient:
         path: str,
         *,
         json: Mapping[str, Any] | None = None,
-        timeout: httpx.Timeout | None = None,
+        http_timeout: httpx.Timeout | None = None,
         expected: tuple[str, ...] = (),
     ) -> bytes:
         started = time.time()
@@ -321,7 +321,7 @@ class LMStudioClient:
                 path,
                 json=json,
                 headers=self._headers(),
-                timeout=timeout or self._timeout,
+                timeout=http_timeout or self._timeout,
             )
         self._log(
             {
@@ -412,7 +412,7 @@ class LMStudioClient:
             "POST",
             "/api/v1/models/load",
             json=body,
-            timeout=self._load_timeout,
+            http_timeout=self._load_timeout,
             expected=("instance_id", "model_instance_id"),
         )
         return parse_load_result(raw)
@@ -527,7 +527,7 @@ class LMStudioClient:
         """One chat turn, not streamed. ``options`` are ``chat_body``'s keyword arguments."""
         body = self.chat_body(model, input, **options)
         raw = await self._send(
-            "POST", "/api/v1/chat", json=body, timeout=self._chat_timeout, expected=("output",)
+            "POST", "/api/v1/chat", json=body, http_timeout=self._chat_timeout, expected=("output",)
         )
         return parse_chat_result(raw)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from lmgui.api.errors import ApiError, ServerError
 
-__all__ = ["LmsRunner", "LmsLoadOptions"]
+__all__ = ["LmsLoadOptions", "LmsRunner"]
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ __all__ = [
     "ChatResult",
     "ChatStats",
     "DownloadJob",
-    "InvalidToolCallItem",
     "Instance",
+    "InvalidToolCallItem",
     "LoadResult",
     "MessageItem",
     "Model",
@@ -214,7 +214,7 @@ class LoadResult(msgspec.Struct, frozen=True):
     type: str | None = None
     status: str | None = None
     not_applied: tuple[str, ...] = ()
-    """Requested options the server did not apply (callers tell the user, enforce TTL themselves)."""
+    """Requested options the server did not apply (the caller tells the user)."""
     via: Literal["rest", "lms"] = "rest"
 
 
@@ -507,7 +507,9 @@ def parse_load_result(body: bytes) -> LoadResult:
     try:
         w = msgspec.convert(obj, type=_LoadWire)
     except msgspec.ValidationError as exc:
-        raise ProtocolError(f"The server's load response has an unexpected shape ({exc}).") from None
+        raise ProtocolError(
+            f"The server's load response has an unexpected shape ({exc})."
+        ) from None
     iid = w.instance_id or w.model_instance_id
     if not iid:
         raise ProtocolError("The server's load response names no instance id.")

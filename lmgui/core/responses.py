@@ -25,7 +25,9 @@ class LastResponses:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+        return (
+            {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+        )
 
     def get(self, server_url: str, model: str) -> str | None:
         return self._read().get(self._key(server_url, model))

@@ -29,7 +29,9 @@ class TokenStore:
     def _failed(self, exc: Exception) -> None:
         self.available = False
         # The exception text names the backend, never the token.
-        self.problem = f"No usable keyring ({type(exc).__name__}); tokens are kept for this session only."
+        self.problem = (
+            f"No usable keyring ({type(exc).__name__}); tokens are kept for this session only."
+        )
         log.info("keyring unavailable: %s", type(exc).__name__)
 
     def get(self, server_url: str) -> str | None:

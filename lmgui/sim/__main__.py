@@ -87,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sim.bind()
     except OSError as exc:
-        print(f"lmgui-sim: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"lmgui-sim: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
+        )
         return 1
     if hasattr(signal, "SIGUSR1"):
         # `kill -USR1 PID` simulates a server restart: every instance and stored response is gone.

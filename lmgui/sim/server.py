@@ -241,7 +241,9 @@ def create_app(state: SimState) -> Starlette:
         return JSONResponse({"instance_id": instance_id})
 
     async def until_ready(inst: SimInstance) -> None:
-        while inst.loading and inst.id in state.instances:
+        # The state is shared with other threads (tests), so it holds no asyncio.Event; a short
+        # poll inside the simulator is fine.
+        while inst.loading and inst.id in state.instances:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
     async def chat(request: Request) -> Response:
@@ -280,7 +282,7 @@ def create_app(state: SimState) -> Starlette:
         if turn.unknown_previous or inst is None:
             err = _unknown_previous(turn.body.get("previous_response_id") or "")
             yield _frame("error", err.body)
-            end = {"model_instance_id": iid, "output": [], "stats": {}}
+            end: dict[str, Any] = {"model_instance_id": iid, "output": [], "stats": {}}
             yield _frame("chat.end", {"result": end})
             return
         if jit is not None:
@@ -442,7 +444,10 @@ class SimMiddleware:
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", b"4096"),
+                    ],
                 }
             )
             await send({"type": "http.response.body", "body": b'{"mod', "more_body": False})
@@ -463,7 +468,11 @@ class SimMiddleware:
                     message_text = f"Malformed LM Studio API token provided: {token}"
                 else:
                     message_text = "Invalid LM Studio API token provided."
-                err = {"type": "invalid_request", "code": "invalid_api_key", "message": message_text}
+                err = {
+                    "type": "invalid_request",
+                    "code": "invalid_api_key",
+                    "message": message_text,
+                }
                 await _send_json(send, 401, {"error": err})
                 return
         await self.app(scope, replay, send)
@@ -546,7 +555,9 @@ class Simulator:
     ) -> None:
         self.config = config or SimConfig()
         kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
-        self.state = SimState(catalog if catalog is not None else DEMO_CATALOG, self.config, **kwargs)
+        self.state = SimState(
+            catalog if catalog is not None else DEMO_CATALOG, self.config, **kwargs
+        )
         self.requests: deque[RecordedRequest] = deque(maxlen=1000)
         self.app = SimMiddleware(create_app(self.state), self.state, self.requests)
         self._server: uvicorn.Server | None = None

@@ -220,9 +220,7 @@ class SimState:
             n += 1
         return f"{key}:{n}"
 
-    def begin_load(
-        self, key: str, options: dict[str, Any], *, jit: bool = False
-    ) -> SimInstance:
+    def begin_load(self, key: str, options: dict[str, Any], *, jit: bool = False) -> SimInstance:
         """Register a loading instance (visible at once, like the real server) or raise."""
         with self.lock:
             self._expire()
@@ -259,7 +257,7 @@ class SimState:
             if used + need > budget:
                 raise SimError.of(
                     500,
-                    f"Failed to load model \"{entry['key']}\": it needs about {need / GB:.1f} GB "
+                    f'Failed to load model "{entry["key"]}": it needs about {need / GB:.1f} GB '
                     f"of VRAM but only {(budget - used) / GB:.1f} GB of {budget / GB:.0f} GB is "
                     "free. Model loading aborted due to insufficient system resources.",
                     "internal_error",
@@ -276,7 +274,9 @@ class SimState:
                 model_key=entry["key"],
                 config=config,
                 vram_bytes=need,
-                ttl=float(ttl) if ttl is not None else (self.config.jit_ttl_seconds if jit else None),
+                ttl=float(ttl)
+                if ttl is not None
+                else (self.config.jit_ttl_seconds if jit else None),
                 last_used=self.clock(),
                 jit=jit,
                 load_seconds=round(
@@ -415,7 +415,10 @@ class SimState:
                     "model_not_found",
                 )
             if quantization:
-                entry = {**entry, "quantization": {"name": quantization.upper(), "bits_per_weight": None}}
+                entry = {
+                    **entry,
+                    "quantization": {"name": quantization.upper(), "bits_per_weight": None},
+                }
             job_id = "job_" + hashlib.sha256(f"{key}:{next(self._ids)}".encode()).hexdigest()[:10]
             job = _Download(job_id, entry, self.clock(), _iso_now(), int(entry["size_bytes"]))
             self._downloads[job_id] = job
@@ -442,7 +445,9 @@ class SimState:
                 job.completed_at = _iso_now()
                 if self.entry(job.entry["key"]) is None:
                     self._catalog.append(copy.deepcopy(job.entry))
-            view.update(status="completed", downloaded_bytes=job.total, completed_at=job.completed_at)
+            view.update(
+                status="completed", downloaded_bytes=job.total, completed_at=job.completed_at
+            )
         else:
             left = (job.total - done) / rate
             view.update(

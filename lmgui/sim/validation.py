@@ -66,9 +66,7 @@ def check_keys(body: dict[str, Any], allowed: Iterable[str], required: Iterable[
     extra = [k for k in body if k not in allowed]
     if extra:
         names = ", ".join(f"'{k}'" for k in extra)
-        raise SimError.of(
-            400, f"Unrecognized key(s) in object: {names}", code="unrecognized_keys"
-        )
+        raise SimError.of(400, f"Unrecognized key(s) in object: {names}", code="unrecognized_keys")
     for name in required:
         if body.get(name) is None:
             raise SimError.of(
@@ -104,9 +102,7 @@ def check_field(
             400, f"'{name}' must be at least {minimum:g}", code="too_small", param=name
         )
     if maximum is not None and value > maximum:
-        raise SimError.of(
-            400, f"'{name}' must be at most {maximum:g}", code="too_big", param=name
-        )
+        raise SimError.of(400, f"'{name}' must be at most {maximum:g}", code="too_big", param=name)
     if choices is not None:
         allowed = list(choices)
         if value not in allowed:
@@ -119,8 +115,8 @@ def check_field(
             )
 
 
-def validate_load(body: Any, accept_extensions: bool) -> dict[str, Any]:
-    body = as_object(body)
+def validate_load(raw: Any, accept_extensions: bool) -> dict[str, Any]:
+    body = as_object(raw)
     allowed = LOAD_KEYS | (LOAD_EXTENSION_KEYS if accept_extensions else frozenset())
     check_keys(body, allowed, ["model"])
     check_field(body, "model", str)
@@ -151,16 +147,16 @@ def validate_load(body: Any, accept_extensions: bool) -> dict[str, Any]:
     return body
 
 
-def validate_unload(body: Any) -> str:
-    body = as_object(body)
+def validate_unload(raw: Any) -> str:
+    body = as_object(raw)
     check_keys(body, {"instance_id"}, ["instance_id"])
     check_field(body, "instance_id", str)
     return str(body["instance_id"])
 
 
-def validate_chat(body: Any) -> dict[str, Any]:
+def validate_chat(raw: Any) -> dict[str, Any]:
     """Schema checks that come back as an HTTP 400 before any stream starts."""
-    body = as_object(body)
+    body = as_object(raw)
     check_keys(body, CHAT_KEYS, ["model", "input"])
     check_field(body, "model", str)
     check_field(body, "system_prompt", str)
@@ -176,7 +172,7 @@ def validate_chat(body: Any) -> dict[str, Any]:
     check_field(body, "reasoning", str, choices=["off", "low", "medium", "high", "on"])
     check_field(body, "previous_response_id", str)
     prev = body.get("previous_response_id")
-    if prev is not None and not prev.startswith("resp_"):
+    if isinstance(prev, str) and not prev.startswith("resp_"):
         raise SimError.of(
             400,
             "Invalid 'previous_response_id': it must start with 'resp_'",
@@ -207,7 +203,11 @@ def _valid_item(item: Any) -> bool:
         return set(item) == {"type", "content"} and isinstance(item["content"], str)
     if item.get("type") == "image":
         url = item.get("data_url")
-        return set(item) == {"type", "data_url"} and isinstance(url, str) and url.startswith("data:image/")
+        return (
+            set(item) == {"type", "data_url"}
+            and isinstance(url, str)
+            and url.startswith("data:image/")
+        )
     return False
 
 
