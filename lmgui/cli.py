@@ -459,7 +459,7 @@ class Cli:
             )
 
 
-def _resolve_token(args: argparse.Namespace, server: str, err: TextIO) -> str | None:
+def _resolve_token(args: argparse.Namespace, server: str) -> str | None:
     token: str | None = getattr(args, "token", None) or os.environ.get("LM_API_TOKEN") or None
     if token is None:
         token = TokenStore().get(server)
@@ -483,7 +483,7 @@ async def _run(args: argparse.Namespace, paths: AppPaths, out: TextIO, err: Text
     server = normalize_base_url(
         getattr(args, "server", None) or os.environ.get("LMGUI_SERVER") or DEFAULT_BASE_URL
     )
-    token = _resolve_token(args, server, err)
+    token = _resolve_token(args, server)
     log_handle: IO[str] | None = None
     on_exchange = None
     if args.command == "chat" and args.log:

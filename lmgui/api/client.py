@@ -11,7 +11,7 @@ import contextlib
 import ipaddress
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
@@ -555,7 +555,7 @@ class LMStudioClient:
 
     # ------------------------------------------------------------------ streaming internals
 
-    async def _stream_events(self, body: dict[str, Any]) -> AsyncIterator[ChatEvent]:
+    async def _stream_events(self, body: dict[str, Any]) -> AsyncGenerator[ChatEvent, None]:
         started = time.time()
         result: ChatResult | None = None
         with self._translating():
@@ -636,7 +636,7 @@ class ChatStream:
         return event
 
     async def aclose(self) -> None:
-        await self._gen.aclose()  # type: ignore[attr-defined]
+        await self._gen.aclose()
 
     async def __aenter__(self) -> Self:
         return self

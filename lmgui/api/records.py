@@ -370,14 +370,6 @@ def _to_model(w: _EntryWire) -> Model | None:
     )
 
 
-def _error_of(body: bytes) -> Any:
-    try:
-        env = _envelope_decoder.decode(body)
-    except msgspec.DecodeError:
-        return None
-    return env.error
-
-
 def parse_models(body: bytes) -> list[Model]:
     """Models from a ``GET /api/v1/models`` body, in either list shape.
 

@@ -28,7 +28,15 @@ from starlette.routing import Route
 from lmgui.sim.catalog import DEMO_CATALOG
 from lmgui.sim.state import SimConfig, SimError, SimInstance, SimState
 from lmgui.sim.textgen import Turn, generate, tokens_of
-from lmgui.sim.validation import check_reasoning, validate_chat, validate_load, validate_unload
+from lmgui.sim.validation import (
+    as_object,
+    check_field,
+    check_keys,
+    check_reasoning,
+    validate_chat,
+    validate_load,
+    validate_unload,
+)
 
 __all__ = ["RecordedRequest", "Simulator", "create_app"]
 
@@ -130,18 +138,19 @@ class _Turn:
             out.append({"type": "reasoning", "content": "".join(self.reasoning_tokens)})
         if self.tool_call:
             if self.bad_tool:
-                out.append(
-                    {
-                        "type": "invalid_tool_call",
-                        "reason": "Cannot find tool with name open_browser.",
-                        "metadata": {"type": "invalid_name", "tool_name": "open_browser"},
-                    }
-                )
+                out.append({"type": "invalid_tool_call", **self.invalid_tool_fields()})
             else:
                 out.append({"type": "tool_call", **self.tool_call_fields()})
         if self.message_tokens:
             out.append({"type": "message", "content": "".join(self.message_tokens)})
         return out
+
+    @staticmethod
+    def invalid_tool_fields() -> dict[str, Any]:
+        return {
+            "reason": "Cannot find tool with name open_browser.",
+            "metadata": {"type": "invalid_name", "tool_name": "open_browser"},
+        }
 
     def tool_call_fields(self) -> dict[str, Any]:
         return {
@@ -317,10 +326,7 @@ def create_app(state: SimState) -> Starlette:
             info = fields["provider_info"]
             yield _frame("tool_call.start", {"tool": fields["tool"], "provider_info": info})
             if turn.bad_tool:
-                item = turn.output()[-2 if turn.message_tokens else -1]
-                yield _frame(
-                    "tool_call.failure", {"reason": item["reason"], "metadata": item["metadata"]}
-                )
+                yield _frame("tool_call.failure", turn.invalid_tool_fields())
             else:
                 args = {"tool": fields["tool"], "arguments": fields["arguments"]}
                 yield _frame("tool_call.arguments", {**args, "provider_info": info})
@@ -337,8 +343,6 @@ def create_app(state: SimState) -> Starlette:
         yield _frame("chat.end", {"result": turn.result(inst.id, rid, load_s)})
 
     async def download(request: Request) -> Response:
-        from lmgui.sim.validation import as_object, check_field, check_keys
-
         body = as_object(await _json_body(request))
         check_keys(body, {"model", "quantization"}, ["model"])
         check_field(body, "model", str)
