@@ -14,7 +14,9 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, Any, TextIO
 
 import msgspec
@@ -498,6 +500,19 @@ async def _run(args: argparse.Namespace, paths: AppPaths, out: TextIO, err: Text
             log_handle.close()
 
 
+def _log_crash(paths: AppPaths) -> Path:
+    """Append the current exception's traceback to lmgui's log file; return the file's path."""
+    path = paths.log_dir / "lmgui.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} lmgui {__version__}\n")
+            f.write(traceback.format_exc())
+    except OSError:
+        pass
+    return path
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -533,6 +548,12 @@ def main(
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a bug: one line for the user, the traceback in the log file
+        where = _log_crash(paths or AppPaths.default())
+        err.write(
+            f"lmgui: unexpected error ({type(exc).__name__}: {exc}); details are in {where}.\n"
+        )
+        return EXIT_ERROR
     logging.getLogger(__name__).info("done in %.2f s", time.monotonic() - started)
     return EXIT_OK
 

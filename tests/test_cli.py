@@ -278,3 +278,23 @@ def test_lmgui_sim_reports_a_bad_catalog(tmp_path: Path) -> None:
     bad.write_text("{}")
     p = run_process("-m", "lmgui.sim", "--port", "0", "--catalog", str(bad))
     assert p.returncode == 2 and "cannot read the catalog" in p.stderr
+
+
+def test_an_unexpected_error_is_one_line_and_logged(
+    lmgui: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("lmgui.cli.human_bytes", broken)
+    r = cli(lmgui, "ls")
+    assert r.code == 1 and r.err.count("\n") == 1
+    assert "unexpected error (RuntimeError: a bug)" in r.err
+    log = tmp_path / "log" / "lmgui.log"
+    assert str(log) in r.err and "Traceback" in log.read_text()
+
+
+def test_lmgui_sim_on_a_busy_port_says_so(sim: Simulator) -> None:
+    p = run_process("-m", "lmgui.sim", "--port", str(sim.port))
+    assert p.returncode == 1 and f"cannot listen on 127.0.0.1:{sim.port}" in p.stderr
+    assert "Traceback" not in p.stderr
