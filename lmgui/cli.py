@@ -38,6 +38,7 @@ from lmgui.api.events import (
     ReasoningDelta,
     ReasoningEnd,
 )
+from lmgui.core.format import human_bytes, human_count
 from lmgui.core.paths import AppPaths
 from lmgui.core.responses import LastResponses
 from lmgui.core.secrets import TokenStore
@@ -53,23 +54,6 @@ class UsageError(Exception):
 
 
 # ----------------------------------------------------------------------------- formatting
-
-
-def human_bytes(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def human_count(n: int | None) -> str:
-    if n is None:
-        return "-"
-    if n >= 1024 and n % 1024 == 0:
-        return f"{n // 1024}k"
-    return str(n)
 
 
 def table(rows: Sequence[Sequence[str]], out: TextIO) -> None:

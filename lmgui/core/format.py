@@ -1,0 +1,34 @@
+"""How sizes, counts and durations are written for people (CLI and GUI alike)."""
+
+from __future__ import annotations
+
+__all__ = ["human_bytes", "human_count", "human_duration"]
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def human_count(n: int | None) -> str:
+    """Context lengths: 32768 -> "32k", 4000 -> "4000"."""
+    if n is None:
+        return "-"
+    if n >= 1024 and n % 1024 == 0:
+        return f"{n // 1024}k"
+    return str(n)
+
+
+def human_duration(seconds: float) -> str:
+    """A countdown: "45 s", "12:05", "3 h 20 min"."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60}:{s % 60:02d}"
+    h, rest = divmod(s, 3600)
+    return f"{h} h {rest // 60} min" if rest >= 60 else f"{h} h"

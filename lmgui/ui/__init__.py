@@ -1,0 +1,1 @@
+"""Widgets, dialogs and the main window: they read state and emit intents, never call HTTP."""
