@@ -612,8 +612,9 @@ class ModelFilterProxy(QSortFilterProxyModel):
         self.tools_only = False
 
     def set_text(self, text: str) -> None:
+        self.beginFilterChange()
         self._text = text.strip().casefold()
-        self.invalidateRowsFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def set_toggles(
         self,
@@ -623,6 +624,7 @@ class ModelFilterProxy(QSortFilterProxyModel):
         vision_only: bool | None = None,
         tools_only: bool | None = None,
     ) -> None:
+        self.beginFilterChange()
         if loaded_only is not None:
             self.loaded_only = loaded_only
         if types is not None:
@@ -631,7 +633,7 @@ class ModelFilterProxy(QSortFilterProxyModel):
             self.vision_only = vision_only
         if tools_only is not None:
             self.tools_only = tools_only
-        self.invalidateRowsFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: AnyIndex) -> bool:
         if source_parent.isValid():

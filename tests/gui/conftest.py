@@ -1,0 +1,46 @@
+"""GUI tests: async tests here run on a qasync loop over the test's QApplication.
+
+Only this folder gets the qasync loop (pytest-asyncio resolves the hook per test through
+``item.ihook``); the API and simulator tests keep plain asyncio. Inside an async test never call
+``qtbot.wait*`` (it would re-enter the running loop, toolchain.md §2.2 trap 3): await
+``wait_for`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import PySide6.QtWidgets  # noqa: F401  (the binding before qasync)
+import pytest
+import qasync
+from PySide6.QtWidgets import QApplication
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    def factory() -> asyncio.AbstractEventLoop:
+        app = QApplication.instance() or QApplication([])
+        assert isinstance(app, QApplication)
+        loop: asyncio.AbstractEventLoop = qasync.QEventLoop(app)
+        return loop
+
+    return {"qasync": factory}
+
+
+@pytest.fixture(autouse=True)
+def _gc_on_gui_thread() -> Iterator[None]:
+    yield
+    # A closed qasync loop freed later from another thread can crash Qt (toolchain.md §2.2).
+    gc.collect()
+
+
+async def wait_for(condition: Callable[[], bool], within: float = 10.0, step: float = 0.01) -> None:
+    """Await a condition on GUI state while the qasync loop keeps running."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(step)

@@ -1,0 +1,308 @@
+"""The model/instance tree: consistent under qtmodeltester, incremental, selection-preserving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtWidgets import QTreeView
+from pytestqt.qtbot import QtBot
+
+from lmgui.api import Capabilities, Instance, Model
+from lmgui.core.instances import InstanceInfo
+from lmgui.core.snapshot import Snapshot, diff
+from lmgui.qtmodels.model_tree import Column, ModelFilterProxy, ModelTreeModel, Role
+
+
+def inst(key: str, iid: str, ctx: int = 4096) -> Instance:
+    return Instance(id=iid, model_key=key, config={"context_length": ctx, "parallel": 4})
+
+
+def model(key: str, *instances: Instance, **kw: Any) -> Model:
+    base: dict[str, Any] = {
+        "type": "llm",
+        "display_name": key.split("/")[-1],
+        "size_bytes": 2_000_000_000,
+    }
+    base.update(kw)
+    return Model(key=key, instances=instances, **base)
+
+
+CATALOG = [
+    model(
+        "qwen/qwen3-4b",
+        inst("qwen/qwen3-4b", "qwen/qwen3-4b"),
+        publisher="qwen",
+        params_string="4B",
+    ),
+    model("google/gemma-3-270m", publisher="google", params_string="270M", size_bytes=240_000_000),
+    model("nomic/embed", type="embedding", publisher="nomic", size_bytes=270_000_000),
+    model(
+        "qwen/qwen2.5-vl-7b",
+        publisher="qwen",
+        params_string="7B",
+        capabilities=Capabilities(vision=True, trained_for_tool_use=True),
+    ),
+]
+
+
+class Feed:
+    """Drives a tree model through snapshots, as the poller would."""
+
+    def __init__(self, tree: ModelTreeModel) -> None:
+        self.tree = tree
+        self.snapshot = Snapshot()
+
+    def push(self, models: list[Model], expected: set[str] | None = None) -> None:
+        new = Snapshot.of(models)
+        exp = expected or set()
+        self.tree.apply(diff(self.snapshot, new), lambda kind, iid: iid in exp)
+        self.snapshot = new
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def tree(qapp: object, clock: Clock) -> ModelTreeModel:
+    return ModelTreeModel(clock=clock)
+
+
+@pytest.fixture
+def feed(tree: ModelTreeModel) -> Feed:
+    f = Feed(tree)
+    f.push(CATALOG, expected={"qwen/qwen3-4b"})
+    return f
+
+
+def texts(
+    tree: ModelTreeModel, col: Column = Column.NAME, parent: QModelIndex | None = None
+) -> list[str]:
+    p = parent or QModelIndex()
+    return [tree.index(r, col, p).data() for r in range(tree.rowCount(p))]
+
+
+def test_shape_and_cells(tree: ModelTreeModel, feed: Feed, qtmodeltester: Any) -> None:
+    qtmodeltester.check(tree)
+    assert texts(tree) == ["qwen3-4b", "gemma-3-270m", "embed", "qwen2.5-vl-7b"]
+    qwen = tree.model_index("qwen/qwen3-4b")
+    assert tree.index(qwen.row(), Column.STATE).data() == "loaded"
+    assert tree.index(1, Column.STATE).data() == "not loaded"
+    assert tree.index(3, Column.CAPS).data() == "vision, tools"
+    assert (
+        tree.index(qwen.row(), Column.NAME)
+        .data(Qt.ItemDataRole.ToolTipRole)
+        .endswith("key: qwen/qwen3-4b\npublisher: qwen")
+    )
+    child = tree.index(0, Column.NAME, qwen)
+    assert child.data() == "qwen/qwen3-4b" and child.parent() == qwen
+    assert tree.index(0, Column.CONTEXT, qwen).data() == "4k"
+    assert tree.index(0, Column.PARALLEL, qwen).data() == "4"
+    assert tree.index(0, Column.VRAM, qwen).data().endswith("GB")
+    assert isinstance(child.data(Role.RECORD), Instance)
+    assert child.data(Role.MODEL).key == "qwen/qwen3-4b"
+
+
+def test_changes_are_incremental_never_a_reset(
+    tree: ModelTreeModel, feed: Feed, qtmodeltester: Any, qtbot: QtBot
+) -> None:
+    qtmodeltester.check(tree)  # keeps checking every signal from here on
+    resets: list[str] = []
+    tree.modelAboutToBeReset.connect(lambda: resets.append("reset"))
+    tree.layoutAboutToBeChanged.connect(lambda *a: resets.append("layout"))
+    changed: list[tuple[int, int, str]] = []
+    tree.dataChanged.connect(
+        lambda tl, br, roles=(): (
+            changed.append((tl.column(), br.column(), tl.data(Role.RECORD).id))
+            if tl.parent().isValid()
+            else None
+        )
+    )
+
+    # The instance's context changes: dataChanged for its row, nothing else.
+    catalog = list(CATALOG)
+    catalog[0] = model(
+        "qwen/qwen3-4b",
+        inst("qwen/qwen3-4b", "qwen/qwen3-4b", 8192),
+        publisher="qwen",
+        params_string="4B",
+    )
+    feed.push(catalog)
+    assert changed == [(0, len(Column) - 1, "qwen/qwen3-4b")]
+    qwen = tree.model_index("qwen/qwen3-4b")
+    assert tree.index(0, Column.CONTEXT, qwen).data() == "8k"
+
+    # An unchanged poll emits nothing at all.
+    changed.clear()
+    with qtbot.assertNotEmitted(tree.dataChanged), qtbot.assertNotEmitted(tree.rowsInserted):
+        feed.push(catalog)
+
+    # A second instance, a removed model and a new one: inserts and removes.
+    catalog[0] = model(
+        "qwen/qwen3-4b",
+        inst("qwen/qwen3-4b", "qwen/qwen3-4b", 8192),
+        inst("qwen/qwen3-4b", "qwen/qwen3-4b:2"),
+        publisher="qwen",
+        params_string="4B",
+    )
+    del catalog[2]
+    catalog.append(model("meta/llama", publisher="meta"))
+    with qtbot.waitSignal(tree.rowsInserted), qtbot.waitSignal(tree.rowsRemoved):
+        feed.push(catalog, expected={"qwen/qwen3-4b:2"})
+    assert texts(tree) == ["qwen3-4b", "gemma-3-270m", "qwen2.5-vl-7b", "llama"]
+    assert texts(tree, parent=tree.model_index("qwen/qwen3-4b")) == [
+        "qwen/qwen3-4b",
+        "qwen/qwen3-4b:2",
+    ]
+    assert tree.index(0, Column.STATE).data() == "loaded (2)"
+    assert resets == []
+
+
+def test_selection_and_expansion_survive_polls(
+    tree: ModelTreeModel, feed: Feed, qtbot: QtBot
+) -> None:
+    proxy = ModelFilterProxy()
+    proxy.setSourceModel(tree)
+    view = QTreeView()
+    qtbot.addWidget(view)
+    view.setModel(proxy)
+    view.setSortingEnabled(True)
+    view.sortByColumn(Column.NAME, Qt.SortOrder.AscendingOrder)
+    qwen = proxy.mapFromSource(tree.model_index("qwen/qwen3-4b"))
+    view.expand(qwen)
+    child = proxy.index(0, 0, qwen)
+    view.selectionModel().setCurrentIndex(
+        child,
+        QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+    )
+    kept = QPersistentModelIndex(child)
+
+    catalog = [
+        model("aaa/first", publisher="a"),
+        *list(CATALOG[1:]),
+        model("qwen/qwen3-4b", inst("qwen/qwen3-4b", "qwen/qwen3-4b", 16384), publisher="qwen"),
+    ]
+    del catalog[2]  # the embedding model goes away
+    feed.push(catalog)
+
+    current = view.selectionModel().currentIndex()
+    assert kept.isValid() and current.data() == "qwen/qwen3-4b"
+    assert current.parent().data() == "qwen3-4b"
+    assert view.isExpanded(current.parent())
+    assert [i.data() for i in view.selectionModel().selectedRows()] == ["qwen/qwen3-4b"]
+
+
+def test_filter_text_and_toggles(tree: ModelTreeModel, feed: Feed, qtmodeltester: Any) -> None:
+    proxy = ModelFilterProxy()
+    proxy.setSourceModel(tree)
+    qtmodeltester.check(proxy)
+
+    def shown() -> list[str]:
+        return [proxy.index(r, 0).data() for r in range(proxy.rowCount())]
+
+    proxy.set_text("QWEN")  # display name, key or publisher, any case
+    assert shown() == ["qwen3-4b", "qwen2.5-vl-7b"]
+    assert proxy.rowCount(proxy.index(0, 0)) == 1  # instances follow their model
+    proxy.set_text("google")
+    assert shown() == ["gemma-3-270m"]
+    proxy.set_text("")
+    proxy.set_toggles(loaded_only=True)
+    assert shown() == ["qwen3-4b"]
+    proxy.set_toggles(loaded_only=False, types={"embedding"})
+    assert shown() == ["embed"]
+    proxy.set_toggles(types=(), vision_only=True)
+    assert shown() == ["qwen2.5-vl-7b"]
+    proxy.set_toggles(vision_only=False, tools_only=True)
+    assert shown() == ["qwen2.5-vl-7b"]
+
+
+def test_loaded_only_follows_polls(tree: ModelTreeModel, feed: Feed) -> None:
+    proxy = ModelFilterProxy()
+    proxy.setSourceModel(tree)
+    proxy.set_toggles(loaded_only=True)
+    catalog = list(CATALOG)
+    catalog[1] = model("google/gemma-3-270m", inst("google/gemma-3-270m", "g"), publisher="google")
+    feed.push(catalog)
+    assert proxy.rowCount() == 2
+
+
+def test_sort_by_size_uses_numbers(tree: ModelTreeModel, feed: Feed) -> None:
+    proxy = ModelFilterProxy()
+    proxy.setSourceModel(tree)
+    proxy.sort(Column.SIZE, Qt.SortOrder.AscendingOrder)
+    assert [proxy.index(r, Column.SIZE).data() for r in range(proxy.rowCount())] == [
+        "240.0 MB",
+        "270.0 MB",
+        "2.0 GB",
+        "2.0 GB",
+    ]
+
+
+def test_unexpected_changes_are_marked_for_a_moment(
+    tree: ModelTreeModel, feed: Feed, clock: Clock, qtmodeltester: Any
+) -> None:
+    qtmodeltester.check(tree)
+    catalog = list(CATALOG)
+    catalog[0] = model("qwen/qwen3-4b", publisher="qwen")  # its instance vanished (TTL?)
+    catalog[1] = model("google/gemma-3-270m", inst("google/gemma-3-270m", "google/gemma-3-270m"))
+    feed.push(catalog)
+    qwen = tree.model_index("qwen/qwen3-4b")
+    ghost = tree.index(0, Column.STATE, qwen)
+    assert ghost.data().startswith("gone")
+    assert tree.index(0, Column.NAME, qwen).data(Qt.ItemDataRole.FontRole).strikeOut()
+    assert tree.index(qwen.row(), Column.STATE).data() == "not loaded"
+    gemma = tree.model_index("google/gemma-3-270m")
+    assert tree.index(0, Column.STATE, gemma).data().startswith("appeared")
+
+    clock.now += 60
+    tree.expire_marks()
+    assert tree.rowCount(qwen) == 0
+    assert tree.index(0, Column.STATE, gemma).data() == "loaded"
+
+
+def test_expected_changes_are_not_marked(tree: ModelTreeModel, feed: Feed) -> None:
+    catalog = list(CATALOG)
+    catalog[0] = model("qwen/qwen3-4b", publisher="qwen")
+    feed.push(catalog, expected={"qwen/qwen3-4b"})
+    assert tree.rowCount(tree.model_index("qwen/qwen3-4b")) == 0
+
+
+def test_pending_load_and_ttl_info(tree: ModelTreeModel, feed: Feed) -> None:
+    tree.set_pending({"google/gemma-3-270m"})
+    assert tree.index(1, Column.STATE).data() == "loading"
+    tree.set_pending(set())
+    assert tree.index(1, Column.STATE).data() == "not loaded"
+
+    import time
+
+    qwen = tree.model_index("qwen/qwen3-4b")
+    before = tree.index(0, Column.VRAM, qwen).data()
+    tree.set_instance_info(
+        {
+            "qwen/qwen3-4b": InstanceInfo(
+                gpu_fraction=0.5, idle_deadline=time.time() + 600, enforced_by_lmgui=True
+            )
+        }
+    )
+    ttl = tree.index(0, Column.TTL, qwen).data()
+    assert ttl.endswith("(lmgui)") and ttl.startswith(("9:", "10:"))
+    assert tree.index(0, Column.VRAM, qwen).data() != before  # half offload costs less VRAM
+
+
+def test_dimmed_when_offline(tree: ModelTreeModel, feed: Feed, qtbot: QtBot) -> None:
+    with qtbot.waitSignal(tree.dataChanged):
+        tree.set_dimmed(True)
+    assert tree.index(0, 0).data(Qt.ItemDataRole.ForegroundRole) is not None
+    tree.set_dimmed(False)
+    assert tree.index(0, 0).data(Qt.ItemDataRole.ForegroundRole) is None
