@@ -130,8 +130,9 @@ class _Node:
         return [r for r in self.instances if not r.ghost]
 
 
-Expected = Callable[[str, str], bool]
-"""``expected(kind, instance_id)``: whether lmgui itself caused this "added" or "removed"."""
+Expected = Callable[[str, str, str], bool]
+"""``expected(kind, instance_id, model_key)``: whether lmgui itself caused this "added" or
+"removed" (kind)."""
 
 
 class ModelTreeModel(QAbstractItemModel):
@@ -322,7 +323,7 @@ class ModelTreeModel(QAbstractItemModel):
 
     def apply(self, d: SnapshotDiff, expected: Expected | None = None) -> None:
         """Apply one poll's diff as row removes, inserts and dataChanged; never a reset."""
-        expected = expected or (lambda kind, iid: False)
+        expected = expected or (lambda kind, iid, key: False)
         now = self._clock()
         for key in d.removed:
             row = self._row.get(key)
@@ -340,7 +341,7 @@ class ModelTreeModel(QAbstractItemModel):
             for m in d.added:
                 node = _Node(m)
                 for inst in m.instances:
-                    mark = None if expected("added", inst.id) else "appeared"
+                    mark = None if expected("added", inst.id, m.key) else "appeared"
                     node.instances.append(self._row_for(m, inst, mark, now))
                 self._nodes.append(node)
             self._reindex()
@@ -356,7 +357,7 @@ class ModelTreeModel(QAbstractItemModel):
             idx = next((i for i, r in enumerate(node.instances) if r.instance.id == iid), None)
             if idx is None:
                 continue
-            if expected("removed", iid):
+            if expected("removed", iid, change.model.key):
                 self.beginRemoveRows(parent, idx, idx)
                 del node.instances[idx]
                 self.endRemoveRows()
@@ -374,7 +375,7 @@ class ModelTreeModel(QAbstractItemModel):
             ghost = next(
                 (i for i, r in enumerate(node.instances) if r.instance.id == inst.id), None
             )
-            mark = None if expected("added", inst.id) else "appeared"
+            mark = None if expected("added", inst.id, change.model.key) else "appeared"
             if ghost is not None:  # it came back while still shown as vanished
                 node.instances[ghost] = self._row_for(change.model, inst, mark, now)
                 self._row_changed(parent, ghost)

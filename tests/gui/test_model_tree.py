@@ -57,7 +57,7 @@ class Feed:
     def push(self, models: list[Model], expected: set[str] | None = None) -> None:
         new = Snapshot.of(models)
         exp = expected or set()
-        self.tree.apply(diff(self.snapshot, new), lambda kind, iid: iid in exp)
+        self.tree.apply(diff(self.snapshot, new), lambda kind, iid, key: iid in exp)
         self.snapshot = new
 
 

@@ -1,0 +1,129 @@
+"""What lmgui knows about instances that the server does not list: GPU offload and idle TTL.
+
+When lmgui loaded an instance it remembers the GPU offload (for the VRAM estimate) and the TTL.
+When the server did not take the TTL, lmgui enforces it: an idle timer, reset by lmgui's own
+requests to the instance, that unloads it at expiry. The ledger is kept in a JSON file per
+server, so countdowns survive a restart of lmgui.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from lmgui.core.instances import InstanceInfo
+from lmgui.core.snapshot import Snapshot
+
+__all__ = ["InstanceLedger", "LedgerEntry"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    model_key: str
+    context_length: int | None = None
+    gpu_fraction: float | None = None
+    ttl_seconds: int | None = None
+    enforced: bool = False
+    last_used: float = 0.0
+
+
+class InstanceLedger:
+    def __init__(self, path: Path | None, *, wall: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._wall = wall
+        self.entries: dict[str, LedgerEntry] = self._read()
+
+    def _read(self) -> dict[str, LedgerEntry]:
+        if self.path is None:
+            return {}
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            return {k: LedgerEntry(**v) for k, v in raw.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("ignoring an unreadable instance ledger %s: %s", self.path, exc)
+            return {}
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".ledger-")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({k: asdict(v) for k, v in self.entries.items()}, f, indent=1)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("cannot save the instance ledger %s: %s", self.path, exc)
+
+    def record_load(
+        self,
+        instance_id: str,
+        model_key: str,
+        *,
+        context_length: int | None,
+        gpu_fraction: float | None,
+        ttl_seconds: int | None,
+        enforced: bool,
+    ) -> None:
+        self.entries[instance_id] = LedgerEntry(
+            model_key, context_length, gpu_fraction, ttl_seconds, enforced, self._wall()
+        )
+        self._save()
+
+    def touch(self, instance_id: str) -> None:
+        """lmgui used the instance: its idle timer starts again."""
+        entry = self.entries.get(instance_id)
+        if entry is not None:
+            self.entries[instance_id] = replace(entry, last_used=self._wall())
+            self._save()
+
+    def forget(self, instance_id: str) -> None:
+        if self.entries.pop(instance_id, None) is not None:
+            self._save()
+
+    def sync(self, snapshot: Snapshot) -> bool:
+        """Drop entries whose instance is gone or is now a different load; True if any went."""
+        live: dict[str, Any] = {i.id: (m.key, i.context_length) for m, i in snapshot.instances}
+        stale = [
+            iid
+            for iid, e in self.entries.items()
+            if live.get(iid) is None
+            or live[iid][0] != e.model_key
+            or (e.context_length is not None and live[iid][1] != e.context_length)
+        ]
+        for iid in stale:
+            del self.entries[iid]
+        if stale:
+            self._save()
+        return bool(stale)
+
+    def expired(self) -> list[str]:
+        """Instances whose lmgui-enforced TTL has run out."""
+        now = self._wall()
+        return [
+            iid
+            for iid, e in self.entries.items()
+            if e.enforced and e.ttl_seconds is not None and now - e.last_used >= e.ttl_seconds
+        ]
+
+    def infos(self) -> dict[str, InstanceInfo]:
+        return {
+            iid: InstanceInfo(
+                gpu_fraction=e.gpu_fraction,
+                ttl_seconds=e.ttl_seconds,
+                idle_deadline=e.last_used + e.ttl_seconds if e.ttl_seconds else None,
+                enforced_by_lmgui=e.enforced,
+            )
+            for iid, e in self.entries.items()
+        }

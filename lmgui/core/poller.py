@@ -1,0 +1,203 @@
+"""The poller: one model list request at a time, a keyed diff after each, backoff when offline.
+
+QtCore only. One single-shot timer is re-armed after each poll finishes, so polls never
+overlap; ``poke()`` asks for a refresh now (or right after the poll in flight). While the server
+is unreachable the delay doubles up to ``max_backoff_ms``, and the first good poll resets it.
+Nothing is emitted for a poll that changed nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from lmgui.api.errors import ApiError, AuthError, ServerUnreachable, UnsupportedServer
+from lmgui.api.records import Model
+from lmgui.core.snapshot import Snapshot, diff
+
+__all__ = ["ConnectionState", "PollStatus", "Poller"]
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[], Awaitable[list[Model]]]
+
+
+class ConnectionState(Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    TOKEN_NEEDED = "token needed"
+    TOKEN_REJECTED = "token rejected"
+    UNREACHABLE = "unreachable"
+    UNSUPPORTED = "not an LM Studio 0.4 server"
+    FAILING = "server error"
+
+    @property
+    def online(self) -> bool:
+        return self is ConnectionState.CONNECTED
+
+
+@dataclass(frozen=True)
+class PollStatus:
+    state: ConnectionState
+    message: str = ""
+    since: float = 0.0
+    """Wall-clock time this state began (time.time())."""
+    last_success: float | None = None
+    """Wall-clock time of the last good poll."""
+
+
+def classify(exc: BaseException, has_token: bool) -> ConnectionState:
+    if isinstance(exc, AuthError):
+        return ConnectionState.TOKEN_REJECTED if has_token else ConnectionState.TOKEN_NEEDED
+    if isinstance(exc, ServerUnreachable):
+        return ConnectionState.UNREACHABLE
+    if isinstance(exc, UnsupportedServer):
+        return ConnectionState.UNSUPPORTED
+    return ConnectionState.FAILING
+
+
+class Poller(QObject):
+    snapshot_changed = Signal(object, object)
+    """(SnapshotDiff, Snapshot) after a poll that changed something."""
+    status_changed = Signal(object)
+    """PollStatus, when the connection state or its message changes."""
+    poll_finished = Signal()
+    """After every poll, good or not."""
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        *,
+        interval_ms: int = 2000,
+        max_backoff_ms: int = 30_000,
+        has_token: Callable[[], bool] = lambda: False,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._fetch = fetch
+        self._has_token = has_token
+        self.interval_ms = interval_ms
+        self.max_backoff_ms = max_backoff_ms
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._on_timer_timeout)
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+        self._running = False
+        self._failures = 0
+        self.snapshot = Snapshot()
+        self._last_success: float | None = None
+        self.status = PollStatus(ConnectionState.CONNECTING, since=time.time())
+        self.polls = 0
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> None:
+        """Start polling, with a first poll at once."""
+        self._running = True
+        self.poke()
+
+    def stop(self) -> None:
+        self._running = False
+        self._timer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def in_flight(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def poke(self) -> None:
+        """Refresh now; if a poll is in flight, poll again as soon as it ends."""
+        if self.in_flight:
+            self._again = True
+            return
+        self._timer.stop()
+        self._task = asyncio.ensure_future(self._poll())
+
+    def set_interval(self, interval_ms: int) -> None:
+        """A new regular interval, applied from the next wait on."""
+        self.interval_ms = max(100, interval_ms)
+        if self._timer.isActive() and self._failures == 0:
+            self._timer.start(self.interval_ms)
+
+    def set_fetch(self, fetch: Fetch, has_token: Callable[[], bool]) -> None:
+        """Talk to another server: forget the old snapshot (the caller resets its views)."""
+        self._fetch = fetch
+        self._has_token = has_token
+        self.snapshot = Snapshot()
+        self._failures = 0
+        self._last_success = None
+        self._set_status(ConnectionState.CONNECTING, "")
+
+    async def aclose(self) -> None:
+        """Stop and wait for the poll in flight to end (cancelled)."""
+        self.stop()
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ------------------------------------------------------------------ the poll
+
+    def next_delay_ms(self) -> int:
+        if self._failures == 0:
+            return self.interval_ms
+        backoff: int = self.interval_ms * 2 ** min(self._failures, 16)
+        return min(self.max_backoff_ms, backoff)
+
+    def _on_timer_timeout(self) -> None:
+        if self._running and not self.in_flight:
+            self._task = asyncio.ensure_future(self._poll())
+
+    async def _poll(self) -> None:
+        try:
+            models = await self._fetch()
+        except asyncio.CancelledError:
+            raise
+        except ApiError as exc:
+            self._failures += 1
+            self._set_status(classify(exc, self._has_token()), str(exc))
+        except Exception as exc:  # a bug in parsing or below: keep polling, say so once
+            log.exception("poll failed")
+            self._failures += 1
+            self._set_status(ConnectionState.FAILING, f"Unexpected error: {exc}")
+        else:
+            self._failures = 0
+            self.polls += 1
+            new = Snapshot.of(models)
+            d = diff(self.snapshot, new)
+            self.snapshot = new
+            self._last_success = time.time()
+            if not d.empty:
+                self.snapshot_changed.emit(d, new)
+            self._set_status(ConnectionState.CONNECTED, "")
+        finally:
+            self._after_poll()
+
+    def _after_poll(self) -> None:
+        if not self._running:
+            return
+        if self._again:
+            self._again = False
+            self._timer.start(0)
+        else:
+            self._timer.start(self.next_delay_ms())
+        self.poll_finished.emit()
+
+    def _set_status(self, state: ConnectionState, message: str) -> None:
+        old = self.status
+        since = old.since if old.state == state else time.time()
+        self.status = PollStatus(state, message, since, self._last_success)
+        if (old.state, old.message) != (state, message):
+            self.status_changed.emit(self.status)

@@ -1,0 +1,90 @@
+"""lmgui's settings, typed, over QSettings (an INI file in the user's config folder).
+
+QtCore only. Window layout (geometry, splitter, columns, sort, filter) is stored by the window
+under its own keys through ``value``/``set_value``; everything else has a typed property here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings
+
+from lmgui.api.client import DEFAULT_BASE_URL, normalize_base_url
+from lmgui.core.actions import LoadRequest
+
+__all__ = ["Settings"]
+
+
+class Settings:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.q = QSettings(str(path), QSettings.Format.IniFormat)
+
+    def value(self, key: str, default: Any = None) -> Any:
+        return self.q.value(key, default)
+
+    def set_value(self, key: str, value: Any) -> None:
+        self.q.setValue(key, value)
+
+    def _get(self, key: str, default: Any, kind: type) -> Any:
+        raw = self.q.value(key, default)
+        if kind is bool and isinstance(raw, str):
+            return raw.lower() in ("1", "true", "yes")
+        try:
+            return kind(raw)
+        except (TypeError, ValueError):
+            return default
+
+    @property
+    def server_url(self) -> str:
+        return normalize_base_url(str(self._get("server/url", DEFAULT_BASE_URL, str)))
+
+    @server_url.setter
+    def server_url(self, url: str) -> None:
+        self.q.setValue("server/url", normalize_base_url(url))
+
+    @property
+    def poll_interval_ms(self) -> int:
+        return max(500, int(self._get("poll/interval_ms", 2000, int)))
+
+    @poll_interval_ms.setter
+    def poll_interval_ms(self, ms: int) -> None:
+        self.q.setValue("poll/interval_ms", int(ms))
+
+    @property
+    def vram_budget_gb(self) -> float:
+        """The VRAM the fit check counts on when NVML is not available; 0 means unknown."""
+        return max(0.0, float(self._get("vram/budget_gb", 0.0, float)))
+
+    @vram_budget_gb.setter
+    def vram_budget_gb(self, gb: float) -> None:
+        self.q.setValue("vram/budget_gb", float(gb))
+
+    @property
+    def confirm_unload(self) -> bool:
+        return bool(self._get("unload/confirm", True, bool))
+
+    @confirm_unload.setter
+    def confirm_unload(self, on: bool) -> None:
+        self.q.setValue("unload/confirm", bool(on))
+
+    def load_defaults(self) -> dict[str, LoadRequest]:
+        """The settings last used to load each model (prefill the load dialog)."""
+        raw = self.q.value("load/last_used", "{}")
+        try:
+            data = json.loads(str(raw))
+            return {k: LoadRequest.from_dict(v) for k, v in data.items() if isinstance(v, dict)}
+        except (ValueError, TypeError):
+            return {}
+
+    def remember_load(self, request: LoadRequest) -> None:
+        data = {k: v.to_dict() for k, v in self.load_defaults().items()}
+        # An identifier names one instance; it is no default for the next load.
+        data[request.model_key] = {k: v for k, v in request.to_dict().items() if k != "identifier"}
+        self.q.setValue("load/last_used", json.dumps(data))
+
+    def sync(self) -> None:
+        self.q.sync()
