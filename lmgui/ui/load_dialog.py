@@ -379,7 +379,8 @@ class LoadDialog(QDialog):
         self.estimate.setText(
             f"Estimated memory: {human_bytes(est.vram_bytes)} of VRAM"
             + (f" and {human_bytes(est.ram_bytes)} of RAM" if est.ram_bytes else "")
-            + f" (weights {human_bytes(est.weights_gpu_bytes)}, KV cache {human_bytes(est.kv_bytes)})."
+            + f" (weights {human_bytes(est.weights_gpu_bytes)},"
+            + f" KV cache {human_bytes(est.kv_bytes)})."
         )
         free = self._vram.free_bytes
         if free is None:
