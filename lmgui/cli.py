@@ -127,10 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="lmgui",
-        description="Manage the models of an LM Studio 0.4+ server.",
+        description="Manage the models of an LM Studio 0.4+ server. Without a command, "
+        "opens the window.",
         parents=[common],
     )
     p.add_argument("--version", action="version", version=f"lmgui {__version__}")
+    gui = p.add_argument_group("the window (when no command is given)")
+    gui.add_argument(
+        "--demo",
+        action="store_true",
+        help="start the built-in LM Studio simulator on a free port and connect to it",
+    )
+    gui.add_argument("--minimized", action="store_true", help="start without showing the window")
+    gui.add_argument(
+        "--screenshot",
+        metavar="PATH",
+        help="save the window as a PNG once the first refresh is shown, then exit",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("ls", parents=[common], help="list the server's models")
@@ -509,8 +522,9 @@ def main(
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help(out)
-        return EXIT_OK
+        from lmgui.app import run_gui  # Qt only for the window, never for the commands
+
+        return run_gui(args, paths)
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="lmgui: %(message)s",

@@ -323,7 +323,10 @@ class ModelTreeModel(QAbstractItemModel):
 
     def apply(self, d: SnapshotDiff, expected: Expected | None = None) -> None:
         """Apply one poll's diff as row removes, inserts and dataChanged; never a reset."""
-        expected = expected or (lambda kind, iid, key: False)
+        if not self._nodes:  # the first fill is the baseline: nothing "appeared"
+            check: Expected = _always
+        else:
+            check = expected or _never
         now = self._clock()
         for key in d.removed:
             row = self._row.get(key)
@@ -334,14 +337,14 @@ class ModelTreeModel(QAbstractItemModel):
             self._reindex()
             self.endRemoveRows()
         for change in d.changed:
-            self._apply_change(change, expected, now)
+            self._apply_change(change, check, now)
         if d.added:
             first = len(self._nodes)
             self.beginInsertRows(QModelIndex(), first, first + len(d.added) - 1)
             for m in d.added:
                 node = _Node(m)
                 for inst in m.instances:
-                    mark = None if expected("added", inst.id, m.key) else "appeared"
+                    mark = None if check("added", inst.id, m.key) else "appeared"
                     node.instances.append(self._row_for(m, inst, mark, now))
                 self._nodes.append(node)
             self._reindex()
@@ -414,6 +417,14 @@ class ModelTreeModel(QAbstractItemModel):
 
     def _reindex(self) -> None:
         self._row = {n.model.key: i for i, n in enumerate(self._nodes)}
+
+    def clear(self) -> None:
+        """Forget every row: only for a change of server, never for a poll."""
+        self.beginResetModel()
+        self._nodes.clear()
+        self._row.clear()
+        self._info.clear()
+        self.endResetModel()
 
     def set_pending(self, keys_and_ids: Iterable[str]) -> None:
         """Model keys and instance ids with a load in flight (shown as "loading")."""
@@ -518,6 +529,18 @@ class ModelTreeModel(QAbstractItemModel):
     def models(self) -> list[Model]:
         return [n.model for n in self._nodes]
 
+    def total_vram(self) -> int:
+        """Estimated VRAM of every live instance."""
+        return sum(r.vram for n in self._nodes for r in n.live())
+
+
+def _always(kind: str, instance_id: str, model_key: str) -> bool:
+    return True
+
+
+def _never(kind: str, instance_id: str, model_key: str) -> bool:
+    return False
+
 
 _NUMERIC = {Column.PARAMS, Column.SIZE, Column.CONTEXT, Column.PARALLEL, Column.VRAM, Column.TTL}
 
@@ -569,7 +592,7 @@ def _model_sort(node: _Node, col: Column, live: list[_InstanceRow], pending: set
     if col == Column.CONTEXT:
         return m.max_context_length or 0
     if col == Column.STATE:
-        return (1 if m.key in pending else 0, len(live))
+        return (1000 if m.key in pending else 0) + len(live)  # a plain int: QVariant compares it
     if col == Column.VRAM:
         return sum(r.vram for r in live)
     if col == Column.QUANT:
