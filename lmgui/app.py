@@ -57,6 +57,11 @@ class LmguiApp(QObject):
         demo: bool = False,
     ) -> None:
         super().__init__()
+        qt_app = QApplication.instance()
+        assert isinstance(qt_app, QApplication), "create the QApplication first"
+        # The app's coroutine ending stops the loop, never the last window closing: closing
+        # first would stop qasync under a running coroutine (toolchain.md §2.1).
+        qt_app.setQuitOnLastWindowClosed(False)
         self.paths = paths
         self.settings = Settings(paths.config_dir / "lmgui.ini")
         self.tokens = TokenStore()
@@ -247,8 +252,6 @@ def run_gui(args: argparse.Namespace, paths: AppPaths | None = None) -> int:
     qt_app.setApplicationDisplayName("lmgui")
     qt_app.setDesktopFileName("lmgui")
     qt_app.setWindowIcon(app_icon())
-    # The coroutine ending stops the loop, never the last window closing (toolchain.md §2.1).
-    qt_app.setQuitOnLastWindowClosed(False)
     _install_excepthook(log_path)
 
     async def main() -> int:

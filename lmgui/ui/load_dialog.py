@@ -109,6 +109,7 @@ class LoadDialog(QDialog):
 
         self.gpu_mode = QComboBox()
         self.gpu_mode.setAccessibleName("GPU offload")
+        self.gpu_mode.addItem("Server default (LM Studio decides)", None)
         self.gpu_mode.addItem("Max: every layer on the GPU", "max")
         self.gpu_mode.addItem("Off: CPU only", "off")
         self.gpu_mode.addItem("A fraction of the layers", "fraction")
@@ -312,10 +313,10 @@ class LoadDialog(QDialog):
         )
         gpu = d.gpu if d else None
         if isinstance(gpu, float):
-            self.gpu_mode.setCurrentIndex(2)
+            self.gpu_mode.setCurrentIndex(self.gpu_mode.findData("fraction"))
             self.gpu_fraction.setValue(gpu)
         else:
-            self.gpu_mode.setCurrentIndex(1 if gpu == "off" else 0)
+            self.gpu_mode.setCurrentIndex(max(0, self.gpu_mode.findData(gpu)))
         self.ttl_on.setChecked(bool(d and d.ttl_seconds))
         if d and d.ttl_seconds:
             hours = d.ttl_seconds % 3600 == 0
@@ -348,6 +349,10 @@ class LoadDialog(QDialog):
             if not (self.use_existing.isChecked() or self.load_another.isChecked()):
                 self.use_existing.setChecked(True)
 
+    def _offers_loaded(self) -> bool:
+        """The model is loaded and the user keeps "use the loaded instance"."""
+        return bool(self.model.instances) and self.use_existing.isChecked()
+
     def _on_preset_activated(self, index: int) -> None:
         self.context.setValue(int(self.context_presets.itemData(index)))
 
@@ -358,20 +363,23 @@ class LoadDialog(QDialog):
                 "(you can close this dialog; the load goes on)"
             )
 
-    def _gpu_choice(self) -> Literal["max", "off"] | float:
+    def _gpu_choice(self) -> Literal["max", "off"] | float | None:
         mode = self.gpu_mode.currentData()
         if mode == "fraction":
             return round(self.gpu_fraction.value(), 3)
-        return "off" if mode == "off" else "max"
+        if mode in ("max", "off"):
+            return "max" if mode == "max" else "off"
+        return None
 
     def _refresh(self) -> None:
         self.gpu_fraction.setEnabled(self.gpu_mode.currentData() == "fraction")
         for w in (self.ttl_value, self.ttl_unit):
             w.setEnabled(self.ttl_on.isChecked())
-        using_existing = self.loaded_box.isVisible() and self.use_existing.isChecked()
+        using_existing = self._offers_loaded()
         self.load_button.setText("&Use loaded" if using_existing else "&Load")
         gpu = self._gpu_choice()
-        fraction = {"max": 1.0, "off": 0.0}[gpu] if isinstance(gpu, str) else gpu
+        fraction = 1.0 if gpu is None else {"max": 1.0, "off": 0.0}.get(str(gpu), gpu)
+        assert isinstance(fraction, float)
         kv = self.kv_gpu.currentData()
         est = estimate_instance(
             self.model, context_length=self.context.value(), gpu_fraction=fraction, kv_on_gpu=kv
@@ -450,7 +458,7 @@ class LoadDialog(QDialog):
     def _on_load_clicked(self) -> None:
         if not self.validate():
             return
-        if self.loaded_box.isVisible() and self.use_existing.isChecked():
+        if self._offers_loaded():
             self.use_loaded.emit(self.model.instances[0].id)
             self.accept()
             return
