@@ -68,6 +68,13 @@ def is_moe(model: Model) -> bool:
     }
 
 
+def _buddy(text: str, widget: QWidget) -> QLabel:
+    """A form label whose &-mnemonic focuses ``widget`` (rows holding a layout get none)."""
+    label = QLabel(text)
+    label.setBuddy(widget)
+    return label
+
+
 def _error_label() -> QLabel:
     label = QLabel()
     label.setTextFormat(Qt.TextFormat.PlainText)
@@ -167,11 +174,11 @@ class LoadDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("&Model:", self.model_box)
-        form.addRow("&GPU offload:", gpu_row)
+        form.addRow(_buddy("&GPU offload:", self.gpu_mode), gpu_row)
         form.addRow("", self.gpu_error)
-        form.addRow("&Context length:", ctx_row)
+        form.addRow(_buddy("&Context length:", self.context), ctx_row)
         form.addRow("", self.context_error)
-        form.addRow("&TTL:", ttl_row)
+        form.addRow(_buddy("&TTL:", self.ttl_on), ttl_row)
         form.addRow("", self.ttl_error)
         form.addRow("&Identifier:", self.identifier)
         form.addRow("", self.identifier_error)
@@ -241,6 +248,7 @@ class LoadDialog(QDialog):
 
         self.model_box.currentIndexChanged.connect(self._on_model_changed)
         self.context_presets.activated.connect(self._on_preset_activated)
+        self.context.valueChanged.connect(self._on_context_changed)
         for w in (self.gpu_mode, self.ttl_unit):
             w.currentIndexChanged.connect(self._refresh)
         for s in (self.context, self.ttl_value, self.experts):
@@ -300,6 +308,7 @@ class LoadDialog(QDialog):
                 self.context_presets.addItem(human_count(n), n)
         if max_ctx not in CONTEXT_PRESETS:
             self.context_presets.addItem(f"max ({human_count(max_ctx)})", max_ctx)
+        self.context_presets.setPlaceholderText("presets")
         moe = is_moe(m)
         self.experts.setVisible(moe)
         self._experts_label.setVisible(moe)
@@ -352,6 +361,9 @@ class LoadDialog(QDialog):
     def _offers_loaded(self) -> bool:
         """The model is loaded and the user keeps "use the loaded instance"."""
         return bool(self.model.instances) and self.use_existing.isChecked()
+
+    def _on_context_changed(self, value: int) -> None:
+        self.context_presets.setCurrentIndex(self.context_presets.findData(value))
 
     def _on_preset_activated(self, index: int) -> None:
         self.context.setValue(int(self.context_presets.itemData(index)))

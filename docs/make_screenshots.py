@@ -1,0 +1,84 @@
+"""Render the screenshots in docs/ from the real app against the demo simulator.
+
+    QT_QPA_PLATFORM=offscreen python docs/make_screenshots.py      # or under Xvfb
+
+Writes docs/main-window.png, docs/load-dialog.png and docs/unload-dialog.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("QT_API", "pyside6")
+from PySide6.QtWidgets import QApplication, QWidget
+
+import qasync
+
+from lmgui.app import LmguiApp
+from lmgui.core.actions import LoadRequest
+from lmgui.core.paths import AppPaths
+
+DOCS = Path(__file__).resolve().parent
+
+
+async def until(condition: object, within: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise TimeoutError("the demo did not reach the expected state")
+        await asyncio.sleep(0.05)
+
+
+def save(widget: QWidget, name: str) -> None:
+    widget.grab().save(str(DOCS / name))
+    print("wrote", DOCS / name)
+
+
+async def main() -> int:
+    with tempfile.TemporaryDirectory() as home:
+        app = LmguiApp(AppPaths.under(Path(home)), demo=True)
+        app.settings.vram_budget_gb = 24.0
+        app.poller.interval_ms = 300
+        w = app.window
+        w.resize(1400, 640)
+        w.show()
+        app.poller.start()
+        try:
+            await until(lambda: app.tree.rowCount() > 0)
+            # A load lmgui asked for, with a TTL the server does not take (lmgui enforces it).
+            await app.runner.load(
+                LoadRequest("qwen/qwen3-4b", context_length=8192, ttl_seconds=1800)
+            )
+            await until(lambda: app.tree.instance_index("qwen/qwen3-4b").isValid())
+            w.select_instance("qwen/qwen3-4b")
+            await asyncio.sleep(0.3)
+            save(w, "main-window.png")
+
+            load = w.open_load_dialog("openai/gpt-oss-20b")
+            assert load is not None
+            load.context.setValue(32768)
+            load.ttl_on.setChecked(True)
+            await asyncio.sleep(0.2)
+            save(load, "load-dialog.png")
+            load.close()
+
+            w.view.clearSelection()
+            w.select_instance("google/gemma-3-270m:2")
+            unload = w.open_unload_dialog()
+            assert unload is not None
+            await asyncio.sleep(0.2)
+            save(unload, "unload-dialog.png")
+            unload.close()
+        finally:
+            await app.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    QApplication.instance() or QApplication(sys.argv[:1])
+    sys.exit(qasync.run(main()))
