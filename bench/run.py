@@ -1,13 +1,20 @@
-"""Speed figures for lmgui, measured against the simulator (never asserted in the test suite).
+"""Speed and memory figures for lmgui against the simulator (never asserted in the test suite).
 
-    python bench/run.py            # a readable report
-    python bench/run.py --json     # the same figures as JSON
+    QT_QPA_PLATFORM=offscreen python bench/run.py            # a readable report
+    QT_QPA_PLATFORM=offscreen python bench/run.py --json     # the same figures as JSON
+    ... --only poll,stall                                    # some sections only
 
-Figures:
-- poll: ``client.list_models()`` on a 2000-model catalog against a bare ``httpx`` GET of the same
-  body plus ``json.loads``, same process, same server (median of N rounds, interleaved).
-- stream: the token rate the simulator's SSE stream delivers through ``chat_stream`` at several
-  configured rates (issue 4 needs 2000 tok/s).
+The simulator runs in its own process, so it never competes with the measured code for the GIL.
+
+- poll: on a 2000-model catalog, one poll as the app does it (list_models, snapshot diff, applied
+  to the tree item model behind a sort/filter proxy and a view) against a bare httpx GET of the
+  same body plus json.loads in the same process; unchanged polls and polls after an instance
+  changed (median of N, interleaved). Targets: 1.2x and 1.5x.
+- stall: the longest gap of a 1 ms timer on the GUI thread while the window polls the
+  2000-model server (and instances come and go). Target: never over 16 ms.
+- stream: the token rate a chat stream delivers through the client (issue 4 needs 2000 tok/s).
+- idle: the real ``lmgui`` window against a 10-model server polling every 2 s: CPU share of one
+  core and RSS, measured between 15 s and 15 s + --idle-seconds. Targets: < 1 %, < 150 MB.
 """
 
 from __future__ import annotations
@@ -15,92 +22,304 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+os.environ.setdefault("QT_API", "pyside6")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 import httpx
+import psutil
+import qasync
+from PySide6.QtCore import QElapsedTimer, QTimer
+from PySide6.QtWidgets import QApplication, QTreeView
 
 from lmgui.api import LMStudioClient, MessageDelta
-from lmgui.sim import SimConfig, Simulator, synthetic_catalog
+from lmgui.core.snapshot import Snapshot, diff
+from lmgui.qtmodels.model_tree import ModelFilterProxy, ModelTreeModel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def sim_process(*args: str) -> Iterator[str]:
+    """``lmgui-sim`` in its own process; yields its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmgui.sim", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().split()[-1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def toggle_instance(side: LMStudioClient, key: str, loaded: bool) -> bool:
+    if loaded:
+        await side.unload(key)
+    else:
+        await side.load(key)
+    return not loaded
 
 
 async def bench_poll(rounds: int, models: int) -> dict[str, Any]:
-    catalog = synthetic_catalog(models, seed=1)
-    config = SimConfig(port=0, load_seconds_per_gb=0.0, vram_gb=100_000)
-    with Simulator(config, catalog=catalog) as sim:
-        async with LMStudioClient(sim.url, lms=None) as client, httpx.AsyncClient() as bare:
-            for m in catalog[:20]:  # some loaded instances, as in real use
-                await client.load(m["key"])
-            url = sim.url + "/api/v1/models"
-            ours: list[float] = []
+    sim_args = (
+        "--synthetic-models",
+        str(models),
+        "--vram-gb",
+        "100000",
+        "--load-seconds-per-gb",
+        "0",
+    )
+    with sim_process(*sim_args) as url:
+        async with (
+            LMStudioClient(url, lms=None) as client,
+            LMStudioClient(url, lms=None) as side,
+            httpx.AsyncClient() as bare,
+        ):
+            keys = [m.key for m in await client.list_models()]
+            for key in keys[:20]:  # some loaded instances, as in real use
+                await side.load(key)
+            tree = ModelTreeModel()
+            proxy = ModelFilterProxy()
+            proxy.setSourceModel(tree)
+            view = QTreeView()
+            view.setModel(proxy)
+            view.setSortingEnabled(True)
+            view.resize(1200, 700)
+            view.show()
+            snapshot = Snapshot()
+
+            async def poll() -> None:  # what the poller does, without its timer
+                nonlocal snapshot
+                models = await client.poll_models()
+                if models is None:
+                    return
+                new = Snapshot.of(models)
+                d = diff(snapshot, new)
+                snapshot = new
+                if not d.empty:
+                    tree.apply(d)
+
+            await poll()  # the first fill is not what is measured
             base: list[float] = []
+            same: list[float] = []
+            changed: list[float] = []
+            loaded = False
             for _ in range(rounds):
                 t = time.perf_counter()
-                r = await bare.get(url)
+                r = await bare.get(url + "/api/v1/models")
                 json.loads(r.content)
                 base.append(time.perf_counter() - t)
                 t = time.perf_counter()
-                await client.list_models()
-                ours.append(time.perf_counter() - t)
+                await poll()
+                same.append(time.perf_counter() - t)
+                loaded = await toggle_instance(side, keys[100], loaded)  # not timed
+                t = time.perf_counter()
+                await poll()
+                changed.append(time.perf_counter() - t)
             body_bytes = len(r.content)
-    b, o = statistics.median(base), statistics.median(ours)
+            view.close()
+    b = statistics.median(base)
     return {
         "models": models,
         "body_bytes": body_bytes,
         "bare_get_json_loads_ms": round(b * 1000, 2),
-        "list_models_ms": round(o * 1000, 2),
-        "ratio": round(o / b, 3),
+        "unchanged_poll_ms": round(statistics.median(same) * 1000, 2),
+        "changed_poll_ms": round(statistics.median(changed) * 1000, 2),
+        "unchanged_ratio": round(statistics.median(same) / b, 3),
+        "changed_ratio": round(statistics.median(changed) / b, 3),
+    }
+
+
+async def bench_stall(seconds: float, models: int) -> dict[str, Any]:
+    from lmgui.app import LmguiApp
+    from lmgui.core.paths import AppPaths
+
+    sim_args = (
+        "--synthetic-models",
+        str(models),
+        "--vram-gb",
+        "100000",
+        "--load-seconds-per-gb",
+        "0",
+    )
+    with sim_process(*sim_args) as url, tempfile.TemporaryDirectory() as home:
+        app = LmguiApp(AppPaths.under(Path(home)), server=url)
+        app.poller.interval_ms = 500  # four times the default rate, to see more polls
+        app.window.show()
+        app.poller.start()
+        await app.first_poll.wait()
+        side = LMStudioClient(url, lms=None)  # made before measuring: its SSL setup is slow
+        gaps: list[float] = []
+        clock = QElapsedTimer()
+        clock.start()
+        last = clock.nsecsElapsed()
+
+        def tick() -> None:
+            nonlocal last
+            now = clock.nsecsElapsed()
+            gaps.append((now - last) / 1e6)
+            last = now
+
+        timer = QTimer()
+        timer.setInterval(1)
+        timer.timeout.connect(tick)
+        timer.start()
+        polls = app.poller.polls
+        keys = [m.key for m in app.tree.models()[:10]]
+        async with side:
+            end = time.monotonic() + seconds
+            loaded = False
+            while time.monotonic() < end:
+                loaded = await toggle_instance(side, keys[3], loaded)
+                await asyncio.sleep(0.7)
+        timer.stop()
+        polls = app.poller.polls - polls
+        await app.shutdown()
+    gaps.sort()
+    return {
+        "models": models,
+        "seconds": seconds,
+        "polls": polls,
+        "ticks": len(gaps),
+        "max_gap_ms": round(gaps[-1], 2),
+        "gaps_over_16_ms": [round(g, 1) for g in gaps if g > 16],
+        "p99_gap_ms": round(gaps[int(len(gaps) * 0.99)], 2),
     }
 
 
 async def bench_stream(rate: float, tokens: int) -> dict[str, Any]:
-    config = SimConfig(port=0, tokens_per_second=rate, answer_tokens=tokens, load_seconds_per_gb=0)
-    with Simulator(config) as sim:
-        async with LMStudioClient(sim.url, lms=None) as client:
+    args = (
+        "--tokens-per-second",
+        str(rate),
+        "--answer-tokens",
+        str(tokens),
+        "--load-seconds-per-gb",
+        "0",
+    )
+    with sim_process(*args) as url:
+        async with LMStudioClient(url, lms=None) as client:
             await client.load("google/gemma-3-270m")
             first: float | None = None
+            last = 0.0
             count = 0
             async with client.chat_stream("google/gemma-3-270m", "go", store=False) as stream:
                 async for ev in stream:
                     if isinstance(ev, MessageDelta):
                         count += 1
-                        now = time.perf_counter()
-                        first = first or now
-                        last = now
+                        last = time.perf_counter()
+                        first = first or last
     achieved = (count - 1) / (last - first) if first and count > 1 else 0.0
     return {"configured_tps": rate, "deltas": count, "achieved_tps": round(achieved, 1)}
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+def bench_idle(seconds: float) -> dict[str, Any]:
+    """The real window, as a user leaves it open: its own process, polling every 2 s."""
+    catalog = Path(tempfile.mkdtemp()) / "ten.json"
+    from lmgui.sim.catalog import DEMO_CATALOG
+
+    catalog.write_text(json.dumps(DEMO_CATALOG[:10]))
+    with sim_process("--catalog", str(catalog)) as url, tempfile.TemporaryDirectory() as home:
+        env = {
+            **os.environ,
+            "XDG_CONFIG_HOME": f"{home}/config",
+            "XDG_STATE_HOME": f"{home}/state",
+            "XDG_DATA_HOME": f"{home}/data",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lmgui", "--server", url],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            p = psutil.Process(proc.pid)
+            time.sleep(15)  # start-up done, first polls applied
+            t0, c0 = time.monotonic(), p.cpu_times()
+            rss0 = p.memory_info().rss
+            time.sleep(seconds)
+            t1, c1 = time.monotonic(), p.cpu_times()
+            rss1 = p.memory_info().rss
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    cpu = (c1.user + c1.system - c0.user - c0.system) / (t1 - t0)
     return {
-        "python": sys.version.split()[0],
-        "poll": await bench_poll(args.rounds, args.models),
-        "stream": [
-            await bench_stream(rate, n) for rate, n in ((60, 120), (500, 1000), (2000, 4000))
-        ],
+        "seconds": seconds,
+        "cpu_percent_of_one_core": round(cpu * 100, 3),
+        "rss_mb_start": round(rss0 / 2**20, 1),
+        "rss_mb_end": round(rss1 / 2**20, 1),
     }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    only = set(args.only.split(","))
+    out: dict[str, Any] = {"python": sys.version.split()[0]}
+    if "poll" in only:
+        out["poll"] = await bench_poll(args.rounds, args.models)
+    if "stall" in only:
+        out["stall"] = await bench_stall(args.stall_seconds, args.models)
+    if "stream" in only:
+        out["stream"] = [
+            await bench_stream(r, n) for r, n in ((60, 120), (500, 1000), (2000, 4000))
+        ]
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--only", default="poll,stall,stream,idle")
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--models", type=int, default=2000)
+    p.add_argument("--stall-seconds", type=float, default=10.0)
+    p.add_argument("--idle-seconds", type=float, default=60.0)
     args = p.parse_args()
-    result = asyncio.run(run(args))
+    qt_app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(qt_app, QApplication)
+    qt_app.setQuitOnLastWindowClosed(False)  # closing a window must not stop the loop
+    result: dict[str, Any] = qasync.run(run(args))
+    if "idle" in args.only.split(","):
+        result["idle"] = bench_idle(args.idle_seconds)
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    poll = result["poll"]
-    print(
-        f"poll, {poll['models']} models ({poll['body_bytes'] / 1e6:.2f} MB): list_models "
-        f"{poll['list_models_ms']} ms vs bare GET + json.loads {poll['bare_get_json_loads_ms']} ms "
-        f"= {poll['ratio']}x"
-    )
-    for s in result["stream"]:
+    if "poll" in result:
+        r = result["poll"]
+        print(
+            f"poll, {r['models']} models ({r['body_bytes'] / 1e6:.2f} MB): bare GET + json.loads "
+            f"{r['bare_get_json_loads_ms']} ms; unchanged poll {r['unchanged_poll_ms']} ms = "
+            f"{r['unchanged_ratio']}x (target 1.2x); changed poll {r['changed_poll_ms']} ms = "
+            f"{r['changed_ratio']}x (target 1.5x)"
+        )
+    if "stall" in result:
+        r = result["stall"]
+        print(
+            f"stall over {r['seconds']:g} s, {r['polls']} polls of {r['models']} models: longest "
+            f"event-loop gap {r['max_gap_ms']} ms, p99 {r['p99_gap_ms']} ms (target < 16 ms)"
+        )
+    for s in result.get("stream", []):
         print(f"stream at {s['configured_tps']:g} tok/s: {s['achieved_tps']} tok/s achieved")
+    if "idle" in result:
+        r = result["idle"]
+        print(
+            f"idle window, 10 models, 2 s polls, {r['seconds']:g} s: "
+            f"{r['cpu_percent_of_one_core']} % of one core (target < 1 %), RSS "
+            f"{r['rss_mb_start']} -> {r['rss_mb_end']} MB (target < 150 MB)"
+        )
 
 
 if __name__ == "__main__":

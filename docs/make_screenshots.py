@@ -14,9 +14,8 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("QT_API", "pyside6")
-from PySide6.QtWidgets import QApplication, QWidget
-
 import qasync
+from PySide6.QtWidgets import QApplication, QWidget
 
 from lmgui.app import LmguiApp
 from lmgui.core.actions import LoadRequest

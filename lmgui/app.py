@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import logging.handlers
 import os
@@ -78,7 +79,7 @@ class LmguiApp(QObject):
         self.session_token = token or os.environ.get("LM_API_TOKEN") or None
         self.client = self._make_client()
         self.poller = Poller(
-            self.client.list_models,
+            self.client.poll_models,
             interval_ms=self.settings.poll_interval_ms,
             has_token=lambda: self.client.has_token,
             parent=self,
@@ -119,7 +120,12 @@ class LmguiApp(QObject):
         return self.nvml.read() if self.nvml is not None else None
 
     def _on_poller_snapshot_changed(self, diff: SnapshotDiff, snapshot: Snapshot) -> None:
+        first = not self.tree.models()
         self.tree.apply(diff, self.runner.expected)
+        if first:
+            # What start-up and the first fill built lives as long as the window: keep it out of
+            # the cyclic GC's full passes, which otherwise stall the GUI thread now and then.
+            gc.freeze()
         self.ledger.sync(snapshot)
         self.tree.set_instance_info(self.ledger.infos())
 
@@ -167,7 +173,7 @@ class LmguiApp(QObject):
         self.ledger = InstanceLedger(self._ledger_path())
         self.runner.ledger = self.ledger
         self.nvml = NvmlReader() if is_local_url(self.server_url) else None
-        self.poller.set_fetch(self.client.list_models, lambda: self.client.has_token)
+        self.poller.set_fetch(self.client.poll_models, lambda: self.client.has_token)
         self.tree.clear()  # the server itself changed: the one place a reset is right
         self.poller.poke()
         await old.aclose()

@@ -135,6 +135,7 @@ class LMStudioClient:
         self._chat_timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0), read=chat_timeout)
         self._lms_setting = lms
         self._on_exchange = on_exchange
+        self._last_models_body: bytes | None = None
         self.rejected_load_keys: set[str] = set()
         """Extension load keys this server's REST API rejected (remembered for this server)."""
         self._http = httpx.AsyncClient(
@@ -343,7 +344,21 @@ class LMStudioClient:
 
     async def list_models(self) -> list[Model]:
         """Every model the server knows, loaded or not, with its loaded instances."""
+        return self._parse_models(await self._send("GET", "/api/v1/models"))
+
+    async def poll_models(self) -> list[Model] | None:
+        """Like ``list_models``, but None when the body is byte-identical to the last poll's.
+
+        Most polls change nothing; comparing bytes costs far less than parsing them again.
+        """
         body = await self._send("GET", "/api/v1/models")
+        if body == self._last_models_body:
+            return None
+        models = self._parse_models(body)
+        self._last_models_body = body
+        return models
+
+    def _parse_models(self, body: bytes) -> list[Model]:
         try:
             return parse_models(body)
         except ProtocolError as exc:

@@ -48,17 +48,17 @@ __all__ = [
 # ----------------------------------------------------------------------------- public records
 
 
-class Quantization(msgspec.Struct, frozen=True):
+class Quantization(msgspec.Struct, frozen=True, gc=False):
     name: str | None = None
     bits_per_weight: float | None = None
 
 
-class ReasoningCapability(msgspec.Struct, frozen=True):
+class ReasoningCapability(msgspec.Struct, frozen=True, gc=False):
     allowed_options: tuple[str, ...] = ()
     default: str | None = None
 
 
-class Capabilities(msgspec.Struct, frozen=True):
+class Capabilities(msgspec.Struct, frozen=True, gc=False):
     vision: bool = False
     trained_for_tool_use: bool = False
     reasoning: ReasoningCapability | None = None
@@ -72,7 +72,7 @@ class Capabilities(msgspec.Struct, frozen=True):
         return self.reasoning.allowed_options if self.reasoning else ()
 
 
-class Instance(msgspec.Struct, frozen=True):
+class Instance(msgspec.Struct, frozen=True, gc=False):
     """A loaded copy of a model. ``id`` is always the server's, never derived from the key."""
 
     id: str
@@ -109,7 +109,7 @@ class Instance(msgspec.Struct, frozen=True):
         return value if isinstance(value, bool) else None
 
 
-class Model(msgspec.Struct, frozen=True):
+class Model(msgspec.Struct, frozen=True, gc=False):
     """A model in the server's catalog (an LLM or an embedding model), loaded or not."""
 
     key: str
@@ -145,27 +145,29 @@ class Model(msgspec.Struct, frozen=True):
         return self.capabilities.reasoning_options if self.capabilities else ()
 
 
-class MessageItem(msgspec.Struct, frozen=True, tag_field="type", tag="message"):
+class MessageItem(msgspec.Struct, frozen=True, tag_field="type", tag="message", gc=False):
     content: str = ""
 
 
-class ReasoningItem(msgspec.Struct, frozen=True, tag_field="type", tag="reasoning"):
+class ReasoningItem(msgspec.Struct, frozen=True, tag_field="type", tag="reasoning", gc=False):
     content: str = ""
 
 
-class ToolCallItem(msgspec.Struct, frozen=True, tag_field="type", tag="tool_call"):
+class ToolCallItem(msgspec.Struct, frozen=True, tag_field="type", tag="tool_call", gc=False):
     tool: str = ""
     arguments: Any = None
     output: Any = None
     provider_info: dict[str, Any] | None = None
 
 
-class InvalidToolCallItem(msgspec.Struct, frozen=True, tag_field="type", tag="invalid_tool_call"):
+class InvalidToolCallItem(
+    msgspec.Struct, frozen=True, tag_field="type", tag="invalid_tool_call", gc=False
+):
     reason: str = ""
     metadata: dict[str, Any] | None = None
 
 
-class UnknownItem(msgspec.Struct, frozen=True, tag_field="type", tag="unknown"):
+class UnknownItem(msgspec.Struct, frozen=True, tag_field="type", tag="unknown", gc=False):
     """An output item of a type this client does not know (newer servers); kept, not dropped."""
 
     item_type: str = ""
@@ -182,7 +184,7 @@ _ITEM_TYPES: dict[str, type[MessageItem | ReasoningItem | ToolCallItem | Invalid
 }
 
 
-class ChatStats(msgspec.Struct, frozen=True):
+class ChatStats(msgspec.Struct, frozen=True, gc=False):
     input_tokens: int | None = None
     total_output_tokens: int | None = None
     reasoning_output_tokens: int | None = None
@@ -191,7 +193,7 @@ class ChatStats(msgspec.Struct, frozen=True):
     model_load_time_seconds: float | None = None
 
 
-class ChatResult(msgspec.Struct, frozen=True):
+class ChatResult(msgspec.Struct, frozen=True, gc=False):
     model_instance_id: str | None = None
     output: tuple[OutputItem, ...] = ()
     stats: ChatStats = ChatStats()
@@ -207,7 +209,7 @@ class ChatResult(msgspec.Struct, frozen=True):
         return "".join(i.content for i in self.output if isinstance(i, ReasoningItem))
 
 
-class LoadResult(msgspec.Struct, frozen=True):
+class LoadResult(msgspec.Struct, frozen=True, gc=False):
     instance_id: str
     load_time_seconds: float | None = None
     load_config: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -221,7 +223,7 @@ class LoadResult(msgspec.Struct, frozen=True):
 DownloadStatus = Literal["downloading", "paused", "completed", "failed", "already_downloaded"]
 
 
-class DownloadJob(msgspec.Struct, frozen=True):
+class DownloadJob(msgspec.Struct, frozen=True, gc=False):
     status: str
     job_id: str | None = None
     total_size_bytes: int | None = None

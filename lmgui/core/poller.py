@@ -26,7 +26,8 @@ __all__ = ["ConnectionState", "PollStatus", "Poller"]
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[], Awaitable[list[Model]]]
+Fetch = Callable[[], Awaitable[list[Model] | None]]
+"""Returns the server's models, or None when they are unchanged since the last call."""
 
 
 class ConnectionState(Enum):
@@ -175,12 +176,15 @@ class Poller(QObject):
         else:
             self._failures = 0
             self.polls += 1
-            new = Snapshot.of(models)
-            d = diff(self.snapshot, new)
-            self.snapshot = new
             self._last_success = time.time()
-            if not d.empty:
-                self.snapshot_changed.emit(d, new)
+            if models is not None:
+                # Parsing was one slice of the event loop; diff and apply are the next one.
+                await asyncio.sleep(0)
+                new = Snapshot.of(models)
+                d = diff(self.snapshot, new)
+                self.snapshot = new
+                if not d.empty:
+                    self.snapshot_changed.emit(d, new)
             self._set_status(ConnectionState.CONNECTED, "")
         finally:
             self._after_poll()

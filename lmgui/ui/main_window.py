@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QByteArray, QModelIndex, QPoint, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QIcon, QKeySequence, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -102,6 +102,7 @@ class MainWindow(QMainWindow):
         self.proxy.setSourceModel(tree)
         self.view = QTreeView()
         self.view.setModel(self.proxy)
+        self._normal_palette = QPalette(self.view.palette())
         self.view.setAccessibleName("Models and loaded instances")
         self.view.setSortingEnabled(True)
         # Loaded models first: what a monitor is for. Any header click changes it (and is kept).
@@ -153,10 +154,8 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_status_bar()
 
-        tree.dataChanged.connect(self._on_tree_changed)
-        tree.rowsInserted.connect(self._on_tree_changed)
         self.proxy.rowsInserted.connect(self._on_proxy_rows_inserted)
-        tree.rowsRemoved.connect(self._on_tree_changed)
+        tree.dimmed_changed.connect(self._on_tree_dimmed_changed)
         self.view.selectionModel().selectionChanged.connect(self._on_selection_changed)
         poller.status_changed.connect(self._on_poller_status_changed)
         poller.poll_finished.connect(self._on_poller_poll_finished)
@@ -354,6 +353,14 @@ class MainWindow(QMainWindow):
         self._update_vram()
         self._show_details()
 
+    def _on_tree_dimmed_changed(self, dimmed: bool) -> None:
+        """Offline: the last known table stays visible, greyed (one palette change, no cells)."""
+        palette = QPalette(self._normal_palette)
+        if dimmed:
+            grey = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+            palette.setColor(QPalette.ColorRole.Text, grey)
+        self.view.setPalette(palette)
+
     def _on_proxy_rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
         """Show new instances: expand their model when instances appear under it."""
         if parent.isValid():
@@ -402,7 +409,7 @@ class MainWindow(QMainWindow):
         self.details.setPlainText("\n".join(lines))
 
     def _on_view_double_clicked(self, index: QModelIndex) -> None:
-        if self.proxy.mapToSource(index).data(Role.KIND) == RowKind.MODEL:
+        if self.proxy.mapToSource(index).siblingAtColumn(0).data(Role.KIND) == RowKind.MODEL:
             self.open_load_dialog()
 
     def _on_view_context_menu(self, pos: QPoint) -> None:
@@ -452,8 +459,9 @@ class MainWindow(QMainWindow):
         self._update_age()
 
     def _on_poller_poll_finished(self) -> None:
+        # Once per poll, not once per changed cell: the tree may change in many places at once.
         self._update_age()
-        self._update_vram()
+        self._on_tree_changed()
 
     def _update_age(self) -> None:
         last = self.poller.status.last_success

@@ -121,16 +121,16 @@ def test_changes_are_incremental_never_a_reset(
     resets: list[str] = []
     tree.modelAboutToBeReset.connect(lambda: resets.append("reset"))
     tree.layoutAboutToBeChanged.connect(lambda *a: resets.append("layout"))
-    changed: list[tuple[int, int, str]] = []
-    tree.dataChanged.connect(
-        lambda tl, br, roles=(): (
-            changed.append((tl.column(), br.column(), tl.data(Role.RECORD).id))
-            if tl.parent().isValid()
-            else None
-        )
-    )
+    changed: list[tuple[str, int]] = []
 
-    # The instance's context changes: dataChanged for its row, nothing else.
+    def on_changed(top_left: QModelIndex, bottom_right: QModelIndex, roles: Any = ()) -> None:
+        if top_left.parent().isValid():  # instance rows
+            rec = top_left.siblingAtColumn(0).data(Role.RECORD)
+            changed.extend((rec.id, c) for c in range(top_left.column(), bottom_right.column() + 1))
+
+    tree.dataChanged.connect(on_changed)
+
+    # The instance's context changes: dataChanged for that row's changed cells, nothing else.
     catalog = list(CATALOG)
     catalog[0] = model(
         "qwen/qwen3-4b",
@@ -139,7 +139,9 @@ def test_changes_are_incremental_never_a_reset(
         params_string="4B",
     )
     feed.push(catalog)
-    assert changed == [(0, len(Column) - 1, "qwen/qwen3-4b")]
+    assert {iid for iid, _ in changed} == {"qwen/qwen3-4b"}
+    assert (("qwen/qwen3-4b", Column.CONTEXT)) in changed
+    assert ("qwen/qwen3-4b", Column.TYPE) not in changed  # an unchanged cell is not touched
     qwen = tree.model_index("qwen/qwen3-4b")
     assert tree.index(0, Column.CONTEXT, qwen).data() == "8k"
 
@@ -301,8 +303,10 @@ def test_pending_load_and_ttl_info(tree: ModelTreeModel, feed: Feed) -> None:
 
 
 def test_dimmed_when_offline(tree: ModelTreeModel, feed: Feed, qtbot: QtBot) -> None:
-    with qtbot.waitSignal(tree.dataChanged):
+    with qtbot.waitSignal(tree.dimmed_changed) as sig:
         tree.set_dimmed(True)
-    assert tree.index(0, 0).data(Qt.ItemDataRole.ForegroundRole) is not None
-    tree.set_dimmed(False)
-    assert tree.index(0, 0).data(Qt.ItemDataRole.ForegroundRole) is None
+    assert sig.args == [True] and tree.dimmed
+    with qtbot.assertNotEmitted(tree.dimmed_changed):
+        tree.set_dimmed(True)
+    with qtbot.waitSignal(tree.dimmed_changed):
+        tree.set_dimmed(False)
