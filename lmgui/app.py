@@ -182,7 +182,9 @@ class LmguiApp(QObject):
 
     async def run(self, *, minimized: bool = False, screenshot: Path | None = None) -> int:
         self.window.setWindowIcon(app_icon())
-        if not minimized or screenshot:
+        if minimized and not screenshot:
+            self.window.showMinimized()  # the tray (issue 5) will let it start hidden instead
+        else:
             self.window.show()
         self.poller.start()
         try:
@@ -226,7 +228,7 @@ def _setup_logging(paths: AppPaths) -> Path:
     return path
 
 
-def _install_excepthook(log_path: Path) -> None:
+def install_excepthook(log_path: Path) -> None:
     """Unexpected exceptions go to the log file and are reported once, never as a traceback."""
     reported = False
 
@@ -258,7 +260,7 @@ def run_gui(args: argparse.Namespace, paths: AppPaths | None = None) -> int:
     qt_app.setApplicationDisplayName("lmgui")
     qt_app.setDesktopFileName("lmgui")
     qt_app.setWindowIcon(app_icon())
-    _install_excepthook(log_path)
+    install_excepthook(log_path)
 
     async def main() -> int:
         app = LmguiApp(

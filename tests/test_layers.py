@@ -38,6 +38,18 @@ QT = ("PySide6", "shiboken6", "qasync")
         (("lmgui.api", "lmgui.api.client", "lmgui.api.lms"), (*QT, "lmgui.core", "lmgui.sim")),
         (("lmgui.sim", "lmgui.sim.__main__"), (*QT, "lmgui.core")),
         (("lmgui.core.vram", "lmgui.core.paths", "lmgui.core.secrets", "lmgui.core.responses"), QT),
+        (
+            (
+                "lmgui.core.poller",
+                "lmgui.core.actions",
+                "lmgui.core.ledger",
+                "lmgui.core.settings",
+                "lmgui.core.snapshot",
+                "lmgui.core.gpu",
+            ),
+            ("PySide6.QtWidgets", "PySide6.QtGui", "lmgui.qtmodels", "lmgui.ui", "lmgui.app"),
+        ),
+        (("lmgui.qtmodels.model_tree",), ("PySide6.QtWidgets", "lmgui.ui", "lmgui.app")),
         (("lmgui.cli",), QT),
     ],
 )

@@ -155,6 +155,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
 
         self.proxy.rowsInserted.connect(self._on_proxy_rows_inserted)
+        self.proxy.modelReset.connect(self._on_proxy_model_reset)
         tree.dimmed_changed.connect(self._on_tree_dimmed_changed)
         self.view.selectionModel().selectionChanged.connect(self._on_selection_changed)
         poller.status_changed.connect(self._on_poller_status_changed)
@@ -360,6 +361,10 @@ class MainWindow(QMainWindow):
             grey = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
             palette.setColor(QPalette.ColorRole.Text, grey)
         self.view.setPalette(palette)
+
+    def _on_proxy_model_reset(self) -> None:
+        """The first fill (or a new server): show every loaded model's instances."""
+        self._on_proxy_rows_inserted(QModelIndex(), 0, self.proxy.rowCount() - 1)
 
     def _on_proxy_rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
         """Show new instances: expand their model when instances appear under it."""

@@ -326,3 +326,55 @@ async def test_unreachable_server_at_start(qtbot: QtBot, paths: AppPaths) -> Non
         await wait_for(lambda: app.poller.status.state is ConnectionState.UNREACHABLE)
         assert "Cannot connect" in app.window.state_label.toolTip()
         assert app.tree.rowCount() == 0
+
+
+async def test_loaded_models_are_expanded_from_the_start(
+    qtbot: QtBot, sim: Simulator, paths: AppPaths
+) -> None:
+    async with LMStudioClient(sim.url, lms=None) as other:
+        await other.load("google/gemma-3-270m")
+    async with running(qtbot, paths, sim.url) as app:
+        await wait_for(lambda: app.tree.rowCount() == 15)
+        w = app.window
+        shown = w.proxy.mapFromSource(app.tree.model_index("google/gemma-3-270m"))
+        assert w.view.isExpanded(shown)
+        assert cell(app, "google/gemma-3-270m", Column.STATE) == "loaded"  # baseline: no mark
+
+
+def test_unexpected_errors_are_logged_and_reported_once(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    from lmgui.app import install_excepthook
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "open", lambda self: shown.append(self.text()))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # restored after the test
+    install_excepthook(tmp_path / "lmgui.log")
+    for _ in range(2):
+        try:
+            raise ValueError("boom")
+        except ValueError as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+    assert len(shown) == 1 and "ValueError: boom" in shown[0] and "lmgui.log" in shown[0]
+    assert caplog.text.count("Traceback") == 2  # every one is logged
+
+
+def test_nvml_absent_means_estimates_only() -> None:
+    from lmgui.core.gpu import NvmlReader
+
+    reader = NvmlReader()  # nvidia-ml-py is not installed here, and there is no GPU
+    assert not reader.available and reader.read() is None
+
+
+async def test_an_enforced_ttl_survives_a_restart_of_lmgui(
+    qtbot: QtBot, sim: Simulator, paths: AppPaths
+) -> None:
+    async with running(qtbot, paths, sim.url) as app:
+        await app.runner.load(LoadRequest("google/gemma-3-270m", ttl_seconds=900))
+        await wait_for(lambda: cell(app, "google/gemma-3-270m", Column.TTL).endswith("(lmgui)"))
+    async with running(qtbot, paths, sim.url) as again:
+        entry = again.ledger.entries["google/gemma-3-270m"]
+        assert entry.enforced and entry.ttl_seconds == 900
+        await wait_for(lambda: cell(again, "google/gemma-3-270m", Column.TTL).endswith("(lmgui)"))
