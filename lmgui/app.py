@@ -163,6 +163,7 @@ class LmguiApp(QObject):
                 self.session_token = None
             elif not self.tokens.set(self.server_url, values.token):
                 self.session_token = values.token  # no keyring: this session only
+                self.window.statusBar().showMessage(self.tokens.problem or "", 20000)
         if server_changed or values.token is not None:
             self._switching = asyncio.ensure_future(self._switch_client())
         s.sync()

@@ -225,6 +225,7 @@ async def test_a_401_then_a_token(qtbot: QtBot, make_sim: SimFactory, paths: App
         assert app.tree.rowCount() == 15
         # No keyring on this machine: the token is kept for the session and the user is told.
         assert app.tokens.problem is not None and "session only" in app.tokens.problem
+        assert app.window.statusBar().currentMessage() == app.tokens.problem
         assert "secret" not in app.window.statusBar().currentMessage()
 
 
@@ -378,3 +379,20 @@ async def test_an_enforced_ttl_survives_a_restart_of_lmgui(
         entry = again.ledger.entries["google/gemma-3-270m"]
         assert entry.enforced and entry.ttl_seconds == 900
         await wait_for(lambda: cell(again, "google/gemma-3-270m", Column.TTL).endswith("(lmgui)"))
+
+
+async def test_an_instance_that_stays_after_unloading_is_reported(
+    qtbot: QtBot, sim: Simulator, paths: AppPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(qtbot, paths, sim.url) as app:
+        await app.runner.load(LoadRequest("google/gemma-3-270m"))
+        await wait_for(lambda: bool(instance_rows(app, "google/gemma-3-270m")))
+        monkeypatch.setattr(sim.state, "unload", lambda instance_id: None)  # the server keeps it
+        failures: list[str] = []
+        app.runner.unload_failed.connect(lambda iid, msg: failures.append(msg))
+        await app.runner.unload(["google/gemma-3-270m"])
+        assert failures == [
+            "google/gemma-3-270m is still loaded after unloading it; the server kept it."
+        ]
+        assert app.window.statusBar().currentMessage() == failures[0]
+        assert instance_rows(app, "google/gemma-3-270m") == ["google/gemma-3-270m"]
