@@ -1,0 +1,316 @@
+"""A chat thread as the server keeps it: turns threaded through ``previous_response_id``.
+
+``ChatSession`` (QtCore) owns one open thread. ``send()`` continues from the current tip of the
+branch (its ``response_id`` becomes the next ``previous_response_id``), streams the answer as
+signals, saves it as it grows (at most every ``SAVE_INTERVAL`` seconds) and closes the turn as
+complete, stopped, interrupted or error. ``continue_from()`` moves the tip to an earlier turn: the
+next turn starts a branch there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import msgspec
+from PySide6.QtCore import QObject, Signal
+
+from lmgui.api.client import LMStudioClient
+from lmgui.api.errors import ApiError, BadRequestError, NotFoundError, ServerUnreachable
+from lmgui.api.events import (
+    ChatEnd,
+    ChatStart,
+    ErrorEvent,
+    MessageDelta,
+    ModelLoadProgress,
+    ModelLoadStart,
+    ReasoningDelta,
+    ToolCallFailure,
+    ToolCallSuccess,
+)
+from lmgui.api.records import ChatStats, OutputItem, UnknownItem
+from lmgui.core.chat_store import AsyncChatStore, ThreadRecord, TurnRecord
+
+__all__ = ["IMAGE_LIMIT_BYTES", "ChatSession", "ThreadSettings", "is_lost_continuation"]
+
+log = logging.getLogger(__name__)
+
+SAVE_INTERVAL = 0.5
+IMAGE_LIMIT_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ThreadSettings:
+    system_prompt: str | None = None
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    reasoning: str | None = None
+    store: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThreadSettings:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def is_lost_continuation(code: str | None, message: str) -> bool:
+    """The server no longer knows the previous response id (restart, expiry)."""
+    text = message.lower()
+    return (
+        code == "previous_response_not_found"
+        or ("previous" in text and "not found" in text)
+        or ("response" in text and "not found" in text and "resp_" in text)
+    )
+
+
+class _Answer:
+    """The output items of a turn, built up from stream events."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add_text(self, kind: str, text: str) -> None:
+        if self.items and self.items[-1]["type"] == kind:
+            self.items[-1]["content"] += text
+        else:
+            self.items.append({"type": kind, "content": text})
+
+    def add(self, item: dict[str, Any]) -> None:
+        self.items.append(item)
+
+
+class ChatSession(QObject):
+    turn_started = Signal(object)
+    """TurnRecord of the new turn (status "streaming")."""
+    delta = Signal(int, str, str)
+    """(turn id, "message" or "reasoning", text)"""
+    item_added = Signal(int, object)
+    """(turn id, an output item dict: tool_call or invalid_tool_call)"""
+    model_loading = Signal(int, float)
+    """(turn id, progress 0..1) while the server loads the model for this turn (JIT)"""
+    turn_finished = Signal(object)
+    """TurnRecord, closed"""
+    continuation_lost = Signal(int, str)
+    """(turn id, a sentence): the server no longer knows the previous response"""
+    busy_changed = Signal(bool)
+
+    def __init__(
+        self,
+        store: AsyncChatStore,
+        client: Callable[[], LMStudioClient],
+        record: ThreadRecord,
+        *,
+        on_used: Callable[[str], None] = lambda instance_id: None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.store = store
+        self._client = client
+        self.record = record
+        self._on_used = on_used
+        self._task: asyncio.Task[TurnRecord | None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def settings(self) -> ThreadSettings:
+        return ThreadSettings.from_dict(self.record.settings)
+
+    async def set_settings(self, settings: ThreadSettings, model: str | None = None) -> None:
+        await self.store.run(
+            self.store.store.update_thread, self.record.id, settings=settings.to_dict(), model=model
+        )
+        self.record = await self.store.run(self.store.store.thread, self.record.id)
+
+    async def branch(self) -> list[TurnRecord]:
+        return await self.store.run(self.store.store.branch, self.record.current_turn)
+
+    async def continue_from(self, turn_id: int) -> None:
+        """The next turn continues from ``turn_id``: a branch when it is not the tip."""
+        await self.store.run(self.store.store.update_thread, self.record.id, current_turn=turn_id)
+        self.record = await self.store.run(self.store.store.thread, self.record.id)
+
+    # ------------------------------------------------------------------ sending
+
+    def send(
+        self, text: str, images: list[tuple[str, bytes]] | None = None
+    ) -> asyncio.Task[TurnRecord | None]:
+        if self.busy:
+            raise RuntimeError("a turn is still streaming")
+        for mime, data in images or ():
+            if len(data) > IMAGE_LIMIT_BYTES:
+                raise ValueError(
+                    f"An image of {len(data) / 2**20:.1f} MB is too large to send; the limit is "
+                    f"{IMAGE_LIMIT_BYTES // 2**20} MB."
+                )
+            if not mime.startswith("image/"):
+                raise ValueError(f"{mime} is not an image type.")
+        self._task = asyncio.ensure_future(self._send(text, list(images or ())))
+        self.busy_changed.emit(True)
+        self._task.add_done_callback(lambda _t: self.busy_changed.emit(False))
+        return self._task
+
+    def stop(self) -> None:
+        """Cancel the streaming answer; the part already received is kept, marked "stopped"."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _send(self, text: str, images: list[tuple[str, bytes]]) -> TurnRecord | None:
+        db = self.store.store
+        settings = self.settings
+        parent = (
+            await self.store.run(db.turn, self.record.current_turn)
+            if self.record.current_turn
+            else None
+        )
+        previous = parent.response_id if parent is not None else None
+        turn = await self.store.run(
+            db.add_turn,
+            self.record.id,
+            parent.id if parent else None,
+            [{"type": "text", "content": text}],
+            model=self.record.model,
+            settings={**settings.to_dict(), "previous_response_id": previous},
+            images=images,
+        )
+        self.record = await self.store.run(db.thread, self.record.id)
+        self.turn_started.emit(turn)
+        wire_input: str | list[dict[str, str]] = text
+        if images:
+            wire_input = [{"type": "text", "content": text}] + [
+                {"type": "image", "data_url": f"data:{m};base64,{base64.b64encode(d).decode()}"}
+                for m, d in images
+            ]
+        answer = _Answer()
+        instance_id: str | None = None
+        last_save = time.monotonic()
+        error: str | None = None
+        error_code: str | None = None
+        try:
+            stream = self._client().chat_stream(
+                self.record.model,
+                wire_input,
+                previous_response_id=previous,
+                system_prompt=settings.system_prompt or None,
+                temperature=settings.temperature,
+                max_output_tokens=settings.max_output_tokens,
+                reasoning=settings.reasoning,
+                store=settings.store,
+            )
+            async with stream:
+                async for ev in stream:
+                    if isinstance(ev, ChatStart):
+                        instance_id = ev.model_instance_id
+                        if instance_id:
+                            self._on_used(instance_id)
+                    elif isinstance(ev, MessageDelta | ReasoningDelta):
+                        kind = "message" if isinstance(ev, MessageDelta) else "reasoning"
+                        answer.add_text(kind, ev.content)
+                        self.delta.emit(turn.id, kind, ev.content)
+                    elif isinstance(ev, ModelLoadStart):
+                        self.model_loading.emit(turn.id, 0.0)
+                    elif isinstance(ev, ModelLoadProgress):
+                        self.model_loading.emit(turn.id, ev.progress)
+                    elif isinstance(ev, ToolCallSuccess):
+                        item = {
+                            "type": "tool_call",
+                            "tool": ev.tool,
+                            "arguments": ev.arguments,
+                            "output": ev.output,
+                        }
+                        answer.add(item)
+                        self.item_added.emit(turn.id, item)
+                    elif isinstance(ev, ToolCallFailure):
+                        item = {
+                            "type": "invalid_tool_call",
+                            "reason": ev.reason,
+                            "metadata": ev.metadata,
+                        }
+                        answer.add(item)
+                        self.item_added.emit(turn.id, item)
+                    elif isinstance(ev, ErrorEvent):
+                        error, error_code = ev.message, ev.error.code
+                    elif isinstance(ev, ChatEnd):
+                        continue
+                    now = time.monotonic()
+                    if now - last_save >= SAVE_INTERVAL:
+                        last_save = now
+                        await self.store.run(db.save_progress, turn.id, answer.items, instance_id)
+            result = stream.result
+        except asyncio.CancelledError:
+            done = await self._close(turn.id, "stopped", answer.items, instance_id=instance_id)
+            self.turn_finished.emit(done)
+            raise
+        except (BadRequestError, NotFoundError) as exc:
+            error, error_code = str(exc), exc.code
+            result = None
+        except ServerUnreachable as exc:
+            done = await self._close(
+                turn.id, "interrupted", answer.items, instance_id=instance_id, error=str(exc)
+            )
+            self.turn_finished.emit(done)
+            return done
+        except ApiError as exc:
+            error, result = str(exc), None
+        if result is not None and error is None:
+            output = [msgspec_item(i) for i in result.output] or answer.items
+            done = await self._close(
+                turn.id,
+                "complete",
+                output,
+                stats={k: v for k, v in asdict_stats(result.stats).items() if v is not None},
+                response_id=result.response_id,
+                instance_id=result.model_instance_id or instance_id,
+            )
+            if done.instance_id:
+                self._on_used(done.instance_id)
+        else:
+            message = error or "The server ended the answer without a result."
+            done = await self._close(
+                turn.id, "error", answer.items, instance_id=instance_id, error=message
+            )
+            if previous and is_lost_continuation(error_code, message):
+                self.continuation_lost.emit(
+                    turn.id,
+                    "The server no longer knows this conversation (it was restarted, or the "
+                    "stored response expired), so this branch cannot be continued there.",
+                )
+        self.turn_finished.emit(done)
+        return done
+
+    async def _close(
+        self, turn_id: int, status: str, output: list[dict[str, Any]], **kw: Any
+    ) -> TurnRecord:
+        return await asyncio.shield(
+            self.store.run(
+                self.store.store.finish_turn, turn_id, status=status, output=output, **kw
+            )
+        )
+
+
+def msgspec_item(item: OutputItem) -> dict[str, Any]:
+    """An output item as the plain dict the store keeps (the wire shape)."""
+    if isinstance(item, UnknownItem):
+        return {"type": item.item_type, **item.data}
+    data: dict[str, Any] = msgspec.to_builtins(item)
+    return data
+
+
+def asdict_stats(stats: ChatStats) -> dict[str, Any]:
+    data: dict[str, Any] = msgspec.structs.asdict(stats)
+    return data

@@ -1,0 +1,374 @@
+"""Chat history in SQLite: threads, and their turns as a tree (a branch is a path to a leaf).
+
+Nothing is lost: a turn is written when it starts (status "streaming"), its answer is saved as it
+grows, and it is closed as "complete", "stopped" or "error". A turn still "streaming" when lmgui
+starts again was cut off (lmgui killed, the stream broken) and is marked "interrupted".
+
+WAL journal, ``PRAGMA user_version`` as the schema version, migrations from the first version on.
+The methods are synchronous and quick; the app runs them on one worker thread (``AsyncChatStore``)
+so the GUI thread never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["SCHEMA_VERSION", "AsyncChatStore", "ChatStore", "ThreadRecord", "TurnRecord"]
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE threads (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        server TEXT NOT NULL,
+        model TEXT NOT NULL,
+        settings TEXT NOT NULL DEFAULT '{}',
+        current_turn INTEGER,
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE TABLE turns (
+        id INTEGER PRIMARY KEY,
+        thread_id INTEGER NOT NULL REFERENCES threads(id) ON DELETE CASCADE,
+        parent_id INTEGER REFERENCES turns(id) ON DELETE CASCADE,
+        input TEXT NOT NULL,
+        output TEXT NOT NULL DEFAULT '[]',
+        stats TEXT NOT NULL DEFAULT '{}',
+        response_id TEXT,
+        model TEXT NOT NULL,
+        instance_id TEXT,
+        settings TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL,
+        error TEXT,
+        created REAL NOT NULL,
+        completed REAL
+    );
+    CREATE INDEX turns_thread ON turns(thread_id);
+    CREATE INDEX turns_parent ON turns(parent_id);
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY,
+        turn_id INTEGER NOT NULL REFERENCES turns(id) ON DELETE CASCADE,
+        mime TEXT NOT NULL,
+        data BLOB NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+OPEN_STATUSES = ("streaming",)
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    id: int
+    thread_id: int
+    parent_id: int | None
+    input: list[dict[str, Any]]
+    """Items as sent: {"type": "text", "content"} and {"type": "image", "image_id", "mime"}."""
+    output: list[dict[str, Any]]
+    stats: dict[str, Any]
+    response_id: str | None
+    model: str
+    instance_id: str | None
+    settings: dict[str, Any]
+    status: str
+    error: str | None
+    created: float
+    completed: float | None
+
+    @property
+    def text(self) -> str:
+        return "".join(i.get("content", "") for i in self.output if i.get("type") == "message")
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(i.get("content", "") for i in self.output if i.get("type") == "reasoning")
+
+    @property
+    def user_text(self) -> str:
+        return "\n".join(i.get("content", "") for i in self.input if i.get("type") == "text")
+
+
+@dataclass(frozen=True)
+class ThreadRecord:
+    id: int
+    title: str
+    server: str
+    model: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    current_turn: int | None = None
+    created: float = 0.0
+    updated: float = 0.0
+
+
+def _turn(row: sqlite3.Row) -> TurnRecord:
+    return TurnRecord(
+        id=row["id"],
+        thread_id=row["thread_id"],
+        parent_id=row["parent_id"],
+        input=json.loads(row["input"]),
+        output=json.loads(row["output"]),
+        stats=json.loads(row["stats"]),
+        response_id=row["response_id"],
+        model=row["model"],
+        instance_id=row["instance_id"],
+        settings=json.loads(row["settings"]),
+        status=row["status"],
+        error=row["error"],
+        created=row["created"],
+        completed=row["completed"],
+    )
+
+
+def _thread(row: sqlite3.Row) -> ThreadRecord:
+    return ThreadRecord(
+        id=row["id"],
+        title=row["title"],
+        server=row["server"],
+        model=row["model"],
+        settings=json.loads(row["settings"]),
+        current_turn=row["current_turn"],
+        created=row["created"],
+        updated=row["updated"],
+    )
+
+
+class ChatStore:
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
+        if isinstance(path, Path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+        self.recovered = self._recover()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ schema
+
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        """Bring the file to SCHEMA_VERSION, one migration at a time, each in a transaction."""
+        current = self.version
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"The chat history was written by a newer lmgui (schema {current}); "
+                f"this one reads up to {SCHEMA_VERSION}."
+            )
+        for number in range(current + 1, SCHEMA_VERSION + 1):
+            self.db.executescript(
+                "BEGIN;" + MIGRATIONS[number - 1] + f"PRAGMA user_version={number};COMMIT;"
+            )
+
+    def _recover(self) -> list[int]:
+        """Turns left "streaming" by a previous run were cut off: mark them interrupted."""
+        ids = [r["id"] for r in self.db.execute("SELECT id FROM turns WHERE status='streaming'")]
+        if ids:
+            self.db.execute(
+                "UPDATE turns SET status='interrupted', completed=? WHERE status='streaming'",
+                (self._clock(),),
+            )
+        return ids
+
+    # ------------------------------------------------------------------ threads
+
+    def create_thread(
+        self, title: str, server: str, model: str, settings: dict[str, Any] | None = None
+    ) -> ThreadRecord:
+        now = self._clock()
+        cur = self.db.execute(
+            "INSERT INTO threads(title, server, model, settings, created, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (title, server, model, json.dumps(settings or {}), now, now),
+        )
+        return self.thread(int(cur.lastrowid or 0))
+
+    def thread(self, thread_id: int) -> ThreadRecord:
+        row = self.db.execute("SELECT * FROM threads WHERE id=?", (thread_id,)).fetchone()
+        if row is None:
+            raise KeyError(thread_id)
+        return _thread(row)
+
+    def threads(self, search: str = "") -> list[ThreadRecord]:
+        """Newest first; ``search`` matches titles and the text of any turn."""
+        if not search:
+            rows = self.db.execute("SELECT * FROM threads ORDER BY updated DESC").fetchall()
+        else:
+            like = f"%{search}%"
+            rows = self.db.execute(
+                "SELECT * FROM threads WHERE title LIKE ? OR id IN "
+                "(SELECT thread_id FROM turns WHERE input LIKE ? OR output LIKE ?) "
+                "ORDER BY updated DESC",
+                (like, like, like),
+            ).fetchall()
+        return [_thread(r) for r in rows]
+
+    def rename_thread(self, thread_id: int, title: str) -> None:
+        self.db.execute("UPDATE threads SET title=? WHERE id=?", (title, thread_id))
+
+    def update_thread(
+        self,
+        thread_id: int,
+        *,
+        settings: dict[str, Any] | None = None,
+        model: str | None = None,
+        current_turn: int | None = None,
+    ) -> None:
+        sets: list[str] = ["updated=?"]
+        args: list[Any] = [self._clock()]
+        if settings is not None:
+            sets.append("settings=?")
+            args.append(json.dumps(settings))
+        if model is not None:
+            sets.append("model=?")
+            args.append(model)
+        if current_turn is not None:
+            sets.append("current_turn=?")
+            args.append(current_turn)
+        self.db.execute(f"UPDATE threads SET {', '.join(sets)} WHERE id=?", (*args, thread_id))
+
+    def delete_thread(self, thread_id: int) -> None:
+        self.db.execute("DELETE FROM threads WHERE id=?", (thread_id,))
+
+    # ------------------------------------------------------------------ turns
+
+    def add_turn(
+        self,
+        thread_id: int,
+        parent_id: int | None,
+        input_items: list[dict[str, Any]],
+        *,
+        model: str,
+        settings: dict[str, Any],
+        images: Sequence[tuple[str, bytes]] = (),
+    ) -> TurnRecord:
+        """A new turn, status "streaming"; images are stored and referenced from the input."""
+        now = self._clock()
+        self.db.execute("BEGIN")
+        try:
+            cur = self.db.execute(
+                "INSERT INTO turns(thread_id, parent_id, input, model, settings, status, created) "
+                "VALUES (?, ?, '[]', ?, ?, 'streaming', ?)",
+                (thread_id, parent_id, model, json.dumps(settings), now),
+            )
+            turn_id = int(cur.lastrowid or 0)
+            items = list(input_items)
+            for mime, data in images:
+                img = self.db.execute(
+                    "INSERT INTO images(turn_id, mime, data) VALUES (?, ?, ?)",
+                    (turn_id, mime, data),
+                )
+                items.append({"type": "image", "image_id": img.lastrowid, "mime": mime})
+            self.db.execute("UPDATE turns SET input=? WHERE id=?", (json.dumps(items), turn_id))
+            self.db.execute(
+                "UPDATE threads SET current_turn=?, updated=? WHERE id=?",
+                (turn_id, now, thread_id),
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return self.turn(turn_id)
+
+    def save_progress(
+        self, turn_id: int, output: list[dict[str, Any]], instance_id: str | None
+    ) -> None:
+        """The answer so far (called at a bounded rate while streaming)."""
+        self.db.execute(
+            "UPDATE turns SET output=?, instance_id=COALESCE(?, instance_id) WHERE id=?",
+            (json.dumps(output), instance_id, turn_id),
+        )
+
+    def finish_turn(
+        self,
+        turn_id: int,
+        *,
+        status: str,
+        output: list[dict[str, Any]],
+        stats: dict[str, Any] | None = None,
+        response_id: str | None = None,
+        instance_id: str | None = None,
+        error: str | None = None,
+    ) -> TurnRecord:
+        self.db.execute(
+            "UPDATE turns SET status=?, output=?, stats=?, response_id=?, "
+            "instance_id=COALESCE(?, instance_id), error=?, completed=? WHERE id=?",
+            (
+                status,
+                json.dumps(output),
+                json.dumps(stats or {}),
+                response_id,
+                instance_id,
+                error,
+                self._clock(),
+                turn_id,
+            ),
+        )
+        return self.turn(turn_id)
+
+    def turn(self, turn_id: int) -> TurnRecord:
+        row = self.db.execute("SELECT * FROM turns WHERE id=?", (turn_id,)).fetchone()
+        if row is None:
+            raise KeyError(turn_id)
+        return _turn(row)
+
+    def turns(self, thread_id: int) -> list[TurnRecord]:
+        rows = self.db.execute(
+            "SELECT * FROM turns WHERE thread_id=? ORDER BY id", (thread_id,)
+        ).fetchall()
+        return [_turn(r) for r in rows]
+
+    def branch(self, turn_id: int | None) -> list[TurnRecord]:
+        """The turns from the root of the thread down to ``turn_id``, oldest first."""
+        if turn_id is None:
+            return []
+        rows = self.db.execute(
+            "WITH RECURSIVE up(id, parent_id, depth) AS ("
+            " SELECT id, parent_id, 0 FROM turns WHERE id=?"
+            " UNION ALL SELECT t.id, t.parent_id, up.depth + 1"
+            " FROM turns t JOIN up ON t.id = up.parent_id)"
+            " SELECT turns.* FROM turns JOIN up ON turns.id = up.id ORDER BY up.depth DESC",
+            (turn_id,),
+        ).fetchall()
+        return [_turn(r) for r in rows]
+
+    def image(self, image_id: int) -> tuple[str, bytes]:
+        row = self.db.execute("SELECT mime, data FROM images WHERE id=?", (image_id,)).fetchone()
+        if row is None:
+            raise KeyError(image_id)
+        return str(row["mime"]), bytes(row["data"])
+
+
+class AsyncChatStore:
+    """The store on one worker thread: the GUI awaits it and never waits on the disk."""
+
+    def __init__(self, store: ChatStore) -> None:
+        self.store = store
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmgui-chat-db")
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    async def aclose(self) -> None:
+        await self.run(self.store.close)
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,130 @@
+"""The chat history: schema and migrations, turns as a tree, nothing lost, search, export."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from lmgui.core.chat_export import branch_json, branch_markdown, transcript
+from lmgui.core.chat_store import SCHEMA_VERSION, ChatStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ChatStore:
+    return ChatStore(tmp_path / "chats.sqlite3")
+
+
+def text(s: str) -> list[dict[str, str]]:
+    return [{"type": "text", "content": s}]
+
+
+def answer(s: str, reasoning: str = "") -> list[dict[str, str]]:
+    out = [{"type": "reasoning", "content": reasoning}] if reasoning else []
+    return [*out, {"type": "message", "content": s}]
+
+
+def test_new_file_is_at_the_current_schema_in_wal_mode(tmp_path: Path, store: ChatStore) -> None:
+    assert store.version == SCHEMA_VERSION == 1
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_file_from_a_newer_lmgui_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite3"
+    sqlite3.connect(path).execute("PRAGMA user_version=99").connection.close()
+    with pytest.raises(RuntimeError, match="newer lmgui"):
+        ChatStore(path)
+
+
+def test_turns_form_branches(store: ChatStore) -> None:
+    thread = store.create_thread("Test", "http://s:1", "m")
+    a = store.add_turn(thread.id, None, text("alpha"), model="m", settings={})
+    store.finish_turn(a.id, status="complete", output=answer("A"), response_id="resp_a")
+    b = store.add_turn(thread.id, a.id, text("beta"), model="m", settings={})
+    store.finish_turn(b.id, status="complete", output=answer("B"), response_id="resp_b")
+    c = store.add_turn(thread.id, a.id, text("gamma"), model="m", settings={})  # a branch at a
+    assert store.thread(thread.id).current_turn == c.id
+    assert [t.user_text for t in store.branch(b.id)] == ["alpha", "beta"]
+    assert [t.user_text for t in store.branch(c.id)] == ["alpha", "gamma"]
+    assert store.branch(None) == []
+    assert store.turn(b.id).text == "B" and store.turn(b.id).response_id == "resp_b"
+
+
+def test_a_streaming_turn_survives_a_crash_as_interrupted(tmp_path: Path) -> None:
+    path = tmp_path / "chats.sqlite3"
+    first = ChatStore(path)
+    thread = first.create_thread("T", "http://s:1", "m")
+    turn = first.add_turn(thread.id, None, text("long question"), model="m", settings={})
+    first.save_progress(turn.id, answer("The first half of"), "m:2")
+    # no finish_turn and no close: as if the process died here
+    again = ChatStore(path)
+    assert again.recovered == [turn.id]
+    saved = again.turn(turn.id)
+    assert saved.status == "interrupted" and saved.text == "The first half of"
+    assert saved.instance_id == "m:2"
+
+
+def test_images_are_stored_and_referenced(store: ChatStore) -> None:
+    thread = store.create_thread("T", "http://s:1", "m")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(10)
+    turn = store.add_turn(
+        thread.id, None, text("see"), model="m", settings={}, images=[("image/png", png)]
+    )
+    [img] = [i for i in turn.input if i["type"] == "image"]
+    assert store.image(img["image_id"]) == ("image/png", png)
+
+
+def test_thread_list_search_rename_delete(store: ChatStore) -> None:
+    one = store.create_thread("Cooking", "http://s:1", "m")
+    two = store.create_thread("Travel", "http://s:1", "m")
+    t = store.add_turn(two.id, None, text("Where is Oslo?"), model="m", settings={})
+    store.finish_turn(t.id, status="complete", output=answer("In Norway."))
+    assert [x.title for x in store.threads()] == ["Travel", "Cooking"]  # newest first
+    assert [x.title for x in store.threads("norway")] == ["Travel"]  # searches the answers too
+    store.rename_thread(one.id, "Recipes")
+    assert store.thread(one.id).title == "Recipes"
+    store.delete_thread(two.id)
+    assert [x.title for x in store.threads()] == ["Recipes"]
+    with pytest.raises(KeyError):
+        store.turn(t.id)  # turns go with their thread
+
+
+def test_export_markdown_and_json(store: ChatStore) -> None:
+    thread = store.create_thread("Weather", "http://s:1", "m", {"system_prompt": "Be brief."})
+    a = store.add_turn(thread.id, None, text("Weather in Oslo?"), model="m", settings={})
+    store.finish_turn(
+        a.id,
+        status="complete",
+        output=answer("-3 C and snow.", reasoning="Look it up."),
+        stats={"tokens_per_second": 40.0},
+        response_id="resp_1",
+        instance_id="m",
+    )
+    b = store.add_turn(
+        thread.id,
+        a.id,
+        text("And tomorrow?"),
+        model="m",
+        settings={"previous_response_id": "resp_1"},
+    )
+    store.finish_turn(b.id, status="stopped", output=answer("Probably"))
+    turns = store.branch(b.id)
+    thread = store.thread(thread.id)
+    md = branch_markdown(thread, turns)
+    assert md.startswith("# Weather\n")
+    assert "> Be brief." in md and "-3 C and snow." in md and "Look it up." not in md
+    assert "*(stopped)*" in md and "resp_1" in md
+    assert "Look it up." in branch_markdown(thread, turns, reasoning=True)
+    data = json.loads(branch_json(thread, turns))
+    assert [t["input"][0]["content"] for t in data["turns"]] == [
+        "Weather in Oslo?",
+        "And tomorrow?",
+    ]
+    assert data["turns"][1]["previous_response_id"] == "resp_1"
+    assert all(i["type"] != "reasoning" for t in data["turns"] for i in t["output"])
+    assert transcript(turns) == (
+        "User: Weather in Oslo?\n\nAssistant: -3 C and snow.\n\n"
+        "User: And tomorrow?\n\nAssistant: Probably"
+    )
