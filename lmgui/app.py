@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from lmgui.api.client import LMStudioClient, is_local_url, normalize_base_url
 from lmgui.core.actions import Actions
+from lmgui.core.chat_store import AsyncChatStore, ChatStore
 from lmgui.core.gpu import GpuMemory, NvmlReader
 from lmgui.core.ledger import InstanceLedger
 from lmgui.core.paths import AppPaths
@@ -33,6 +34,7 @@ from lmgui.core.secrets import TokenStore
 from lmgui.core.settings import Settings
 from lmgui.core.snapshot import Snapshot, SnapshotDiff
 from lmgui.qtmodels.model_tree import ModelTreeModel
+from lmgui.ui.chat_pane import ChatPane
 from lmgui.ui.icons import app_icon
 from lmgui.ui.main_window import MainWindow
 from lmgui.ui.settings_dialog import SettingsDialog, SettingsValues
@@ -97,6 +99,15 @@ class LmguiApp(QObject):
             gpus=self._gpus,
         )
         self._switching: asyncio.Future[None] | None = None
+        self.chat_store = AsyncChatStore(ChatStore(paths.data_dir / "chats.sqlite3"))
+        self.chat = ChatPane(
+            self.chat_store,
+            lambda: self.client,
+            lambda: self.server_url,
+            lambda: list(self.poller.snapshot.models),
+            on_used=lambda instance_id: self.ledger.touch(instance_id),
+        )
+        self.window.set_chat_pane(self.chat)
         self.closed = asyncio.Event()
         self.first_poll = asyncio.Event()
         self.poller.snapshot_changed.connect(self._on_poller_snapshot_changed)
@@ -122,6 +133,7 @@ class LmguiApp(QObject):
     def _on_poller_snapshot_changed(self, diff: SnapshotDiff, snapshot: Snapshot) -> None:
         first = not self.tree.models()
         self.tree.apply(diff, self.runner.expected)
+        self.chat.refresh_models()
         if first:
             # What start-up and the first fill built lives as long as the window: keep it out of
             # the cyclic GC's full passes, which otherwise stall the GUI thread now and then.
@@ -188,6 +200,7 @@ class LmguiApp(QObject):
         else:
             self.window.show()
         self.poller.start()
+        await self.start_chat()
         try:
             if screenshot is not None:
                 await self.first_poll.wait()
@@ -202,11 +215,27 @@ class LmguiApp(QObject):
         finally:
             await self.shutdown()
 
+    async def start_chat(self) -> None:
+        """The thread list, the last thread, and a word about answers cut off last time."""
+        cut = self.chat_store.store.recovered
+        if cut:
+            self.window.statusBar().showMessage(
+                f"{len(cut)} answer{'s were' if len(cut) > 1 else ' was'} cut off last time; "
+                "kept in the chat history, marked interrupted.",
+                20000,
+            )
+        await self.chat.refresh_threads()
+        threads = await self.chat_store.run(self.chat_store.store.threads)
+        if threads:
+            await self.chat.open_thread(threads[0].id)
+
     async def shutdown(self) -> None:
         self.window.save_layout()
+        await self.chat.aclose()
         await self.poller.aclose()
         await self.runner.aclose()
         await self.client.aclose()
+        await self.chat_store.aclose()
         if self.sim is not None:
             self.sim.stop()
         self.window.close()

@@ -13,6 +13,7 @@ from PySide6.QtCore import QByteArray, QModelIndex, QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QIcon, QKeySequence, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QDockWidget,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -35,6 +36,7 @@ from lmgui.core.gpu import GpuMemory
 from lmgui.core.poller import ConnectionState, Poller, PollStatus
 from lmgui.core.settings import Settings
 from lmgui.qtmodels.model_tree import Column, ModelFilterProxy, ModelTreeModel, Role, RowKind
+from lmgui.ui.chat_pane import ChatPane
 from lmgui.ui.icons import app_icon, state_icon
 from lmgui.ui.load_dialog import LoadDialog, VramContext
 from lmgui.ui.unload_dialog import UnloadDialog
@@ -236,6 +238,9 @@ class MainWindow(QMainWindow):
             "Settings (Ctrl+,)",
         )
         self.quit_action = self._action("&Quit", self.quit_requested.emit, "Ctrl+Q", "Quit lmgui")
+        self.chat_action = self._action(
+            "&Chat", self.open_chat, "Ctrl+T", "Chat with the selected model or instance (Ctrl+T)"
+        )
         self.copy_key_action = self._action(
             "Copy model &key",
             self._copy_key,
@@ -286,13 +291,14 @@ class MainWindow(QMainWindow):
         models_menu = menu.addMenu("&Models")
         for act in (self.refresh_action, self.load_action, self.unload_action):
             models_menu.addAction(act)
+        models_menu.addAction(self.chat_action)
         models_menu.addSeparator()
         models_menu.addAction(self.unload_all_action)
         models_menu.addSeparator()
         models_menu.addAction(self.copy_key_action)
-        view_menu = menu.addMenu("&View")
+        self.view_menu = menu.addMenu("&View")
         for act in self.toggles.values():
-            view_menu.addAction(act)
+            self.view_menu.addAction(act)
 
     def _build_status_bar(self) -> None:
         self.server_label = QLabel()
@@ -306,6 +312,45 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.server_label)
         bar.addPermanentWidget(self.state_label)
         bar.addPermanentWidget(self.age_label)
+
+    # ------------------------------------------------------------------ chat
+
+    def set_chat_pane(self, pane: ChatPane) -> None:
+        self.chat_pane = pane
+        self.chat_dock = QDockWidget("Chat", self)
+        self.chat_dock.setObjectName("chat-dock")
+        self.chat_dock.setWidget(pane)
+        self.chat_dock.setAllowedAreas(
+            Qt.DockWidgetArea.RightDockWidgetArea | Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.chat_dock)
+        self.chat_dock.hide()
+        pane.status.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        state = self.settings.value("window/state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)  # the dock's place and visibility from last time
+        self._chat_toggle = self.chat_dock.toggleViewAction()
+        self._chat_toggle.setText("Chat &pane")
+        self.view_menu.addSeparator()
+        self.view_menu.addAction(self._chat_toggle)
+
+    def open_chat(self) -> None:
+        """A new thread with the selected instance (or model), in the chat pane."""
+        pane = getattr(self, "chat_pane", None)
+        if pane is None:
+            return
+        rows = self._rows()
+        target: str | None = None
+        if rows:
+            rec = rows[0].data(Role.RECORD)
+            if isinstance(rec, Instance):
+                target = rec.id
+            elif isinstance(rec, Model) and rec.is_llm:
+                target = rec.instances[0].id if rec.instances else rec.key
+        self.chat_dock.show()
+        self.chat_dock.raise_()
+        pane.refresh_models()
+        pane._spawn(pane.new_thread(target))
 
     # ------------------------------------------------------------------ selection helpers
 
@@ -421,6 +466,7 @@ class MainWindow(QMainWindow):
         menu = QMenu(self)
         menu.addAction(self.load_action)
         menu.addAction(self.unload_action)
+        menu.addAction(self.chat_action)
         menu.addSeparator()
         menu.addAction(self.copy_key_action)
         menu.addAction(self.refresh_action)
