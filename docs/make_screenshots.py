@@ -73,6 +73,31 @@ async def main() -> int:
             await asyncio.sleep(0.2)
             save(unload, "unload-dialog.png")
             unload.close()
+
+            # A branched thread with reasoning, stats and a tool call, in the chat pane.
+            w.resize(1500, 900)
+            w.view.clearSelection()
+            w.select_instance("qwen/qwen3-4b")
+            w.open_chat()
+            pane = app.chat
+            await pane.settle()
+            pane.set_system_prompt("Answer in two sentences.")
+            await pane.settle()
+            session = pane.session
+            assert session is not None
+            first = await session.send("What does the KV cache hold?")
+            await pane.settle()
+            await session.send("And why does it grow with context?")
+            await pane.settle()
+            assert first is not None
+            await pane.continue_from(first.id)
+            await session.send("How do I make it smaller?")
+            await pane.settle()
+            branch = await session.branch()
+            pane.view.expanded.add(branch[-1].id)
+            await pane.render_branch()
+            await asyncio.sleep(0.3)
+            save(w, "chat-pane.png")
         finally:
             await app.shutdown()
     return 0
