@@ -9,14 +9,20 @@ Only this folder gets the qasync loop (pytest-asyncio resolves the hook per test
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import PySide6.QtWidgets  # noqa: F401  (the binding before qasync)
 import pytest
 import qasync
 from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from lmgui.app import LmguiApp
+from lmgui.core.paths import AppPaths
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
@@ -44,3 +50,24 @@ async def wait_for(condition: Callable[[], bool], within: float = 10.0, step: fl
         if loop.time() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(step)
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> AppPaths:
+    return AppPaths.under(tmp_path)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    qtbot: QtBot, paths: AppPaths, server: str, *, token: str | None = None, interval_ms: int = 100
+) -> AsyncIterator[LmguiApp]:
+    app = LmguiApp(paths, server=server, token=token)
+    app.poller.interval_ms = interval_ms
+    app.poller.max_backoff_ms = 400
+    qtbot.addWidget(app.window)
+    app.window.show()
+    app.poller.start()
+    try:
+        yield app
+    finally:
+        await app.shutdown()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,23 +25,7 @@ from lmgui.ui.load_dialog import LoadDialog
 from lmgui.ui.settings_dialog import SettingsValues
 from lmgui.ui.unload_dialog import UnloadDialog
 from tests.conftest import SimFactory
-from tests.gui.conftest import wait_for
-
-
-@contextlib.asynccontextmanager
-async def running(
-    qtbot: QtBot, paths: AppPaths, server: str, *, token: str | None = None, interval_ms: int = 100
-) -> AsyncIterator[LmguiApp]:
-    app = LmguiApp(paths, server=server, token=token)
-    app.poller.interval_ms = interval_ms
-    app.poller.max_backoff_ms = 400
-    qtbot.addWidget(app.window)
-    app.window.show()
-    app.poller.start()
-    try:
-        yield app
-    finally:
-        await app.shutdown()
+from tests.gui.conftest import running, wait_for
 
 
 def instance_rows(app: LmguiApp, key: str) -> list[str]:
@@ -54,11 +36,6 @@ def instance_rows(app: LmguiApp, key: str) -> list[str]:
 def cell(app: LmguiApp, instance_id: str, col: Column) -> str:
     idx = app.tree.instance_index(instance_id)
     return str(app.tree.index(idx.row(), col, idx.parent()).data())
-
-
-@pytest.fixture
-def paths(tmp_path: Path) -> AppPaths:
-    return AppPaths.under(tmp_path)
 
 
 async def test_the_window_lists_the_servers_models(
