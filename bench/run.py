@@ -43,6 +43,7 @@ from PySide6.QtCore import QElapsedTimer, QTimer
 from PySide6.QtWidgets import QApplication, QTreeView
 
 from lmgui.api import LMStudioClient, MessageDelta
+from lmgui.core.actions import LoadRequest
 from lmgui.core.snapshot import Snapshot, diff
 from lmgui.qtmodels.model_tree import ModelFilterProxy, ModelTreeModel
 
@@ -226,6 +227,122 @@ async def bench_stream(rate: float, tokens: int) -> dict[str, Any]:
     return {"configured_tps": rate, "deltas": count, "achieved_tps": round(achieved, 1)}
 
 
+class GapMeter:
+    """The longest gaps of a 1 ms timer on the GUI thread: how long the event loop stalled."""
+
+    def __init__(self) -> None:
+        self.gaps: list[float] = []
+        self._last = 0
+        self._clock = QElapsedTimer()
+        self._timer = QTimer()
+        self._timer.setInterval(1)
+        self._timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = self._clock.nsecsElapsed()
+        self.gaps.append((now - self._last) / 1e6)
+        self._last = now
+
+    def __enter__(self) -> GapMeter:
+        self._clock.start()
+        self._last = self._clock.nsecsElapsed()
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.stop()
+
+    def summary(self) -> dict[str, Any]:
+        gaps = sorted(self.gaps) or [0.0]
+        return {
+            "ticks": len(self.gaps),
+            "max_gap_ms": round(gaps[-1], 2),
+            "p99_gap_ms": round(gaps[int(len(gaps) * 0.99)], 2),
+        }
+
+
+async def bench_chat(turns: int, tokens: int) -> dict[str, Any]:
+    """The chat pane streaming at 2000 tok/s, into a new thread and into a long one."""
+    from lmgui.app import LmguiApp
+    from lmgui.core.paths import AppPaths
+
+    args = (
+        "--tokens-per-second",
+        "2000",
+        "--answer-tokens",
+        str(tokens),
+        "--load-seconds-per-gb",
+        "0",
+    )
+    out: dict[str, Any] = {"tokens": tokens, "rate": 2000}
+    with sim_process(*args) as url, tempfile.TemporaryDirectory() as home:
+        app = LmguiApp(AppPaths.under(Path(home)), server=url)
+        app.window.resize(1400, 900)
+        app.window.show()
+        app.poller.start()
+        await app.first_poll.wait()
+        await app.runner.load(LoadRequest("google/gemma-3-270m"))
+        app.window.chat_dock.show()
+        pane = app.chat
+        me = psutil.Process()
+
+        async def stream_one(label: str) -> None:
+            assert pane.session is not None
+            rss0 = me.memory_info().rss
+            with GapMeter() as meter:
+                t = time.perf_counter()
+                await pane.session.send("stream please")
+                await pane.settle()
+                seconds = time.perf_counter() - t
+            out[label] = {
+                **meter.summary(),
+                "seconds": round(seconds, 2),
+                "rss_growth_mb": round((me.memory_info().rss - rss0) / 2**20, 1),
+            }
+
+        await pane.new_thread("google/gemma-3-270m")
+        await stream_one("new_thread")
+
+        # A thread of `turns` answers written straight into the store, opened, streamed into.
+        db = app.chat_store.store
+        record = await app.chat_store.run(db.create_thread, "Long", url, "google/gemma-3-270m")
+        words = "The KV cache grows with the context length. " * 20
+        text_bytes = 0
+
+        def fill() -> int:
+            parent, size = None, 0
+            for n in range(turns):
+                t = db.add_turn(
+                    record.id,
+                    parent,
+                    [{"type": "text", "content": f"question {n}"}],
+                    model="google/gemma-3-270m",
+                    settings={},
+                )
+                body = f"Answer {n}. **{words}**"
+                db.finish_turn(
+                    t.id, status="complete", output=[{"type": "message", "content": body}]
+                )
+                parent, size = t.id, size + len(body)
+            return size
+
+        text_bytes = await app.chat_store.run(fill)
+        rss0 = me.memory_info().rss
+        t = time.perf_counter()
+        with GapMeter() as meter:
+            await pane.open_thread(record.id)
+        out["open_long_thread"] = {
+            **meter.summary(),
+            "turns": turns,
+            "text_mb": round(text_bytes / 2**20, 2),
+            "seconds": round(time.perf_counter() - t, 2),
+            "rss_growth_mb": round((me.memory_info().rss - rss0) / 2**20, 1),
+        }
+        await stream_one("stream_into_long_thread")
+        await app.shutdown()
+    return out
+
+
 def bench_idle(seconds: float) -> dict[str, Any]:
     """The real window, as a user leaves it open: its own process, polling every 2 s."""
     catalog = Path(tempfile.mkdtemp()) / "ten.json"
@@ -276,13 +393,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         out["stream"] = [
             await bench_stream(r, n) for r, n in ((60, 120), (500, 1000), (2000, 4000))
         ]
+    if "chat" in only:
+        out["chat"] = await bench_chat(args.chat_turns, 4000)
     return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--only", default="poll,stall,stream,idle")
+    p.add_argument("--only", default="poll,stall,stream,chat,idle")
+    p.add_argument("--chat-turns", type=int, default=500)
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--models", type=int, default=2000)
     p.add_argument("--stall-seconds", type=float, default=10.0)
@@ -313,6 +433,21 @@ def main() -> None:
         )
     for s in result.get("stream", []):
         print(f"stream at {s['configured_tps']:g} tok/s: {s['achieved_tps']} tok/s achieved")
+    if "chat" in result:
+        c = result["chat"]
+        for label in ("new_thread", "stream_into_long_thread"):
+            r = c[label]
+            print(
+                f"chat, {c['tokens']} tokens at {c['rate']} tok/s ({label.replace('_', ' ')}): "
+                f"{r['seconds']} s, longest event-loop gap {r['max_gap_ms']} ms, p99 "
+                f"{r['p99_gap_ms']} ms (target < 16 ms), RSS +{r['rss_growth_mb']} MB"
+            )
+        o = c["open_long_thread"]
+        print(
+            f"chat, opening a {o['turns']}-turn thread ({o['text_mb']} MB of text): "
+            f"{o['seconds']} s, longest event-loop gap {o['max_gap_ms']} ms, "
+            f"RSS +{o['rss_growth_mb']} MB"
+        )
     if "idle" in result:
         r = result["idle"]
         print(

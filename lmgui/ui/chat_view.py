@@ -28,6 +28,8 @@ from lmgui.core.format import human_bytes
 __all__ = ["SiblingInfo", "TranscriptView", "markdown_html"]
 
 FLUSH_MS = 50
+PAGE = 40
+"""Turns shown when a branch opens; "Show earlier turns" adds this many more."""
 _BODY = re.compile(r"<body[^>]*>(.*)</body>", re.DOTALL | re.IGNORECASE)
 _MD_FEATURES = (
     QTextDocument.MarkdownFeature.MarkdownNoHTML
@@ -86,6 +88,7 @@ class TranscriptView(QTextBrowser):
         self.setPlaceholderText("No messages yet. Write below and press Ctrl+Enter.")
         self.anchorClicked.connect(self._on_anchor_clicked)
         self.expanded: set[int] = set()
+        self.shown = PAGE
         self._answers: dict[tuple[int, str], str] = {}
         self._turns: list[TurnRecord] = []
         self._siblings: dict[int, SiblingInfo] = {}
@@ -106,19 +109,39 @@ class TranscriptView(QTextBrowser):
         if url.scheme() != "lmgui":
             return  # links in answers are shown, never followed
         what, _, turn = url.path().partition("/")
+        if what == "earlier":
+            self.shown += PAGE
+            self.show_branch(self._turns, self._siblings, keep_page=True)
+            self.moveCursor(QTextCursor.MoveOperation.Start)
+            return
         if turn.isdigit():
             self.action.emit(what, int(turn))
 
     # ------------------------------------------------------------------ whole branches
 
-    def show_branch(self, turns: list[TurnRecord], siblings: dict[int, SiblingInfo]) -> None:
+    def show_branch(
+        self, turns: list[TurnRecord], siblings: dict[int, SiblingInfo], *, keep_page: bool = False
+    ) -> None:
+        """The newest turns of a branch (``PAGE`` of them, more on request): opening any thread
+        costs the same, however long it is."""
+        if not keep_page:
+            self.shown = PAGE
         self._turns = list(turns)
         self._siblings = dict(siblings)
         self._stream_turn = None
         self._pending.clear()
-        self.setHtml("".join(self._turn_html(t) for t in turns))
-        self.moveCursor(QTextCursor.MoveOperation.End)
-        self.ensureCursorVisible()
+        hidden = max(0, len(turns) - self.shown)
+        head = ""
+        if hidden:
+            more = min(PAGE, hidden)
+            head = (
+                f'<p style="color:gray">{hidden} earlier turn{"s" * (hidden > 1)} not shown. '
+                f'<a href="lmgui:earlier/0">Show {more} more</a></p><hr>'
+            )
+        self.setHtml(head + "".join(self._turn_html(t) for t in turns[hidden:]))
+        if not keep_page:
+            self.moveCursor(QTextCursor.MoveOperation.End)
+            self.ensureCursorVisible()
 
     def _answer_html(self, t: TurnRecord) -> str:
         key = (t.id, t.text)

@@ -272,3 +272,37 @@ def test_server_text_is_plain_and_loads_nothing(qtbot: QtBot) -> None:
         "Hi <img src='http://evil.example/x.png'>"
     )  # raw HTML dropped
     assert view.loadResource(2, QUrl("http://evil.example/y.png")) is None  # nothing is fetched
+
+
+def test_a_long_branch_opens_with_its_newest_turns(qtbot: QtBot) -> None:
+    from lmgui.ui.chat_view import PAGE
+
+    view = TranscriptView()
+    qtbot.addWidget(view)
+
+    def turn(n: int) -> TurnRecord:
+        return TurnRecord(
+            id=n,
+            thread_id=1,
+            parent_id=n - 1 or None,
+            input=[{"type": "text", "content": f"question {n}"}],
+            output=[{"type": "message", "content": f"answer {n}"}],
+            stats={},
+            response_id=f"resp_{n}",
+            model="m",
+            instance_id="m",
+            settings={},
+            status="complete",
+            error=None,
+            created=0.0,
+            completed=1.0,
+        )
+
+    turns = [turn(n) for n in range(1, 101)]
+    view.show_branch(turns, {})
+    text = view.toPlainText()
+    assert "question 100" in text and "question 61" in text and "question 60" not in text
+    assert f"{100 - PAGE} earlier turns not shown" in text
+    view.anchorClicked.emit(QUrl("lmgui:earlier/0"))
+    text = view.toPlainText()
+    assert "question 21" in text and "question 20" not in text and "20 earlier turns" in text
