@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
         self.vram_bar = QProgressBar()
         self.vram_bar.setAccessibleName("Estimated VRAM in use")
         self.vram_bar.setTextVisible(True)
+        self.vram_bar.setMinimumWidth(280)
         self.vram_label = QLabel()
         self.vram_label.setTextFormat(Qt.TextFormat.PlainText)
         self.gpu_label = QLabel()
