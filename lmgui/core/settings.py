@@ -71,6 +71,97 @@ class Settings:
     def confirm_unload(self, on: bool) -> None:
         self.q.setValue("unload/confirm", bool(on))
 
+    # ------------------------------------------------------------------ tray and background
+
+    @property
+    def hidden_poll_interval_ms(self) -> int:
+        """Polling while the window is hidden (the tray only)."""
+        return max(500, int(self._get("poll/hidden_interval_ms", 5000, int)))
+
+    @hidden_poll_interval_ms.setter
+    def hidden_poll_interval_ms(self, ms: int) -> None:
+        self.q.setValue("poll/hidden_interval_ms", int(ms))
+
+    @property
+    def close_to_tray(self) -> bool:
+        return bool(self._get("tray/close_to_tray", True, bool))
+
+    @close_to_tray.setter
+    def close_to_tray(self, on: bool) -> None:
+        self.q.setValue("tray/close_to_tray", bool(on))
+
+    @property
+    def close_to_tray_explained(self) -> bool:
+        """Whether the user was told once that closing the window keeps lmgui in the tray."""
+        return bool(self._get("tray/close_explained", False, bool))
+
+    @close_to_tray_explained.setter
+    def close_to_tray_explained(self, on: bool) -> None:
+        self.q.setValue("tray/close_explained", bool(on))
+
+    @property
+    def start_minimized(self) -> bool:
+        return bool(self._get("tray/start_minimized", False, bool))
+
+    @start_minimized.setter
+    def start_minimized(self, on: bool) -> None:
+        self.q.setValue("tray/start_minimized", bool(on))
+
+    def notify(self, kind: str) -> bool:
+        """Whether notifications of this kind are on (all are, until turned off)."""
+        return bool(self._get(f"notify/{kind}", True, bool))
+
+    def set_notify(self, kind: str, on: bool) -> None:
+        self.q.setValue(f"notify/{kind}", bool(on))
+
+    @property
+    def favourites(self) -> list[str]:
+        raw = self.q.value("load/favourites", "[]")
+        try:
+            data = json.loads(str(raw))
+        except ValueError:
+            return []
+        return [k for k in data if isinstance(k, str)] if isinstance(data, list) else []
+
+    @favourites.setter
+    def favourites(self, keys: list[str]) -> None:
+        self.q.setValue("load/favourites", json.dumps(list(dict.fromkeys(keys))))
+
+    @property
+    def recent(self) -> list[str]:
+        """Models lmgui loaded, most recent first."""
+        raw = self.q.value("load/recent", "[]")
+        try:
+            data = json.loads(str(raw))
+        except ValueError:
+            return []
+        return [k for k in data if isinstance(k, str)] if isinstance(data, list) else []
+
+    def forget_load_defaults(self, model_key: str) -> None:
+        data = {k: v.to_dict() for k, v in self.load_defaults().items() if k != model_key}
+        self.q.setValue("load/last_used", json.dumps(data))
+
+    @property
+    def profiles(self) -> list[tuple[str, str]]:
+        """Server profiles: (name, URL). The token of each lives in the keyring, by URL."""
+        raw = self.q.value("server/profiles", "")
+        try:
+            data = json.loads(str(raw)) if raw else []
+        except ValueError:
+            data = []
+        out = [
+            (str(p[0]), normalize_base_url(str(p[1])))
+            for p in data
+            if isinstance(p, list) and len(p) == 2
+        ]
+        return out or [("Local", self.server_url)]
+
+    @profiles.setter
+    def profiles(self, profiles: list[tuple[str, str]]) -> None:
+        self.q.setValue(
+            "server/profiles", json.dumps([[n, normalize_base_url(u)] for n, u in profiles])
+        )
+
     def load_defaults(self) -> dict[str, LoadRequest]:
         """The settings last used to load each model (prefill the load dialog)."""
         raw = self.q.value("load/last_used", "{}")
@@ -85,6 +176,8 @@ class Settings:
         # An identifier names one instance; it is no default for the next load.
         data[request.model_key] = {k: v for k, v in request.to_dict().items() if k != "identifier"}
         self.q.setValue("load/last_used", json.dumps(data))
+        recent = [request.model_key] + [k for k in self.recent if k != request.model_key]
+        self.q.setValue("load/recent", json.dumps(recent[:8]))
 
     def sync(self) -> None:
         self.q.sync()
