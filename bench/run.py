@@ -158,8 +158,8 @@ async def bench_stall(seconds: float, models: int) -> dict[str, Any]:
         "0",
     )
     with sim_process(*sim_args) as url, tempfile.TemporaryDirectory() as home:
-        app = LmguiApp(AppPaths.under(Path(home)), server=url)
-        app.poller.interval_ms = 500  # four times the default rate, to see more polls
+        # four times the default rate, to see more polls
+        app = LmguiApp(AppPaths.under(Path(home)), server=url, poll_ms=500)
         app.window.show()
         app.poller.start()
         await app.first_poll.wait()

@@ -40,9 +40,8 @@ def save(widget: QWidget, name: str) -> None:
 
 async def main() -> int:
     with tempfile.TemporaryDirectory() as home:
-        app = LmguiApp(AppPaths.under(Path(home)), demo=True)
+        app = LmguiApp(AppPaths.under(Path(home)), demo=True, poll_ms=300)
         app.settings.vram_budget_gb = 24.0
-        app.poller.interval_ms = 300
         w = app.window
         w.resize(1400, 640)
         w.show()

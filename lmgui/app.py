@@ -13,6 +13,7 @@ import logging.handlers
 import os
 import re
 import sys
+import time
 import traceback
 from pathlib import Path
 from types import TracebackType
@@ -24,24 +25,30 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from lmgui.api.client import LMStudioClient, is_local_url, normalize_base_url
-from lmgui.core.actions import Actions
+from lmgui.api.records import LoadResult
+from lmgui.core.actions import Actions, LoadRequest
 from lmgui.core.chat_store import AsyncChatStore, ChatStore
 from lmgui.core.gpu import GpuMemory, NvmlReader
 from lmgui.core.ledger import InstanceLedger
+from lmgui.core.notify import Notifier
 from lmgui.core.paths import AppPaths
-from lmgui.core.poller import Poller
+from lmgui.core.poller import ConnectionState, Poller, PollStatus
 from lmgui.core.secrets import TokenStore
 from lmgui.core.settings import Settings
 from lmgui.core.snapshot import Snapshot, SnapshotDiff
+from lmgui.core.vram import estimate_instance
 from lmgui.qtmodels.model_tree import ModelTreeModel
 from lmgui.ui.chat_pane import ChatPane
 from lmgui.ui.icons import app_icon
 from lmgui.ui.main_window import MainWindow
 from lmgui.ui.settings_dialog import SettingsDialog, SettingsValues
+from lmgui.ui.tray import TrayController, TrayInstance, TrayState
 
 __all__ = ["LmguiApp", "run_gui"]
 
 log = logging.getLogger("lmgui")
+
+LOADING_POLL_MS = 500
 
 
 def _slug(url: str) -> str:
@@ -58,7 +65,9 @@ class LmguiApp(QObject):
         server: str | None = None,
         token: str | None = None,
         demo: bool = False,
+        poll_ms: int | None = None,
     ) -> None:
+        """``poll_ms`` replaces every poll interval (tests and benchmarks poll fast)."""
         super().__init__()
         qt_app = QApplication.instance()
         assert isinstance(qt_app, QApplication), "create the QApplication first"
@@ -66,6 +75,7 @@ class LmguiApp(QObject):
         # first would stop qasync under a running coroutine (toolchain.md §2.1).
         qt_app.setQuitOnLastWindowClosed(False)
         self.paths = paths
+        self.poll_ms = poll_ms
         self.settings = Settings(paths.config_dir / "lmgui.ini")
         self.tokens = TokenStore()
         self.sim = None
@@ -82,7 +92,7 @@ class LmguiApp(QObject):
         self.client = self._make_client()
         self.poller = Poller(
             self.client.poll_models,
-            interval_ms=self.settings.poll_interval_ms,
+            interval_ms=poll_ms or self.settings.poll_interval_ms,
             has_token=lambda: self.client.has_token,
             parent=self,
         )
@@ -110,11 +120,34 @@ class LmguiApp(QObject):
         self.window.set_chat_pane(self.chat)
         self.closed = asyncio.Event()
         self.first_poll = asyncio.Event()
+        self.notifier = Notifier(self.settings.notify, parent=self)
+        self.tray = TrayController(self._tray_state, parent=self)
+        self.tray_available = TrayController.available()
+        self.window.hide_on_close = self.tray_available and self.settings.close_to_tray
+        self._last_state = self.poller.status.state
         self.poller.snapshot_changed.connect(self._on_poller_snapshot_changed)
         self.poller.poll_finished.connect(self.first_poll.set)
+        self.poller.poll_finished.connect(self.tray.update)
+        self.poller.status_changed.connect(self._on_poller_status_changed)
         self.window.closing.connect(self.closed.set)
-        self.window.quit_requested.connect(self.window.close)
+        self.window.quit_requested.connect(self.quit)
         self.window.settings_requested.connect(self.open_settings)
+        self.window.hidden_to_tray.connect(self._on_window_hidden_to_tray)
+        self.window.visibility_changed.connect(lambda _v: self._update_poll_interval())
+        self.runner.pending_changed.connect(self._on_runner_pending_changed)
+        self.runner.load_finished.connect(self._on_runner_load_finished)
+        self.runner.load_failed.connect(self._on_runner_load_failed)
+        self.runner.unload_finished.connect(self._on_runner_unload_finished)
+        self.notifier.notify.connect(self._on_notifier_notify)
+        self.tray.toggle_window.connect(self.toggle_window)
+        self.tray.refresh_requested.connect(self.poller.poke)
+        self.tray.menu_opening.connect(self._on_tray_menu_opening)
+        self.tray.unload_requested.connect(self.runner.unload)
+        self.tray.chat_requested.connect(self._on_tray_chat_requested)
+        self.tray.load_requested.connect(self.quick_load)
+        self.tray.pause_toggled.connect(self.set_paused)
+        self.tray.notifications_paused_toggled.connect(self._on_tray_notifications_paused)
+        self.tray.quit_requested.connect(self.quit)
 
     # ------------------------------------------------------------------ parts
 
@@ -130,8 +163,167 @@ class LmguiApp(QObject):
     def _gpus(self) -> list[GpuMemory] | None:
         return self.nvml.read() if self.nvml is not None else None
 
+    # ------------------------------------------------------------------ tray and background
+
+    def _tray_state(self) -> TrayState:
+        infos = self.ledger.infos()
+        now = time.time()
+        instances = []
+        for model, inst in self.poller.snapshot.instances:
+            info = infos.get(inst.id)
+            deadline = info.idle_deadline if info else None
+            instances.append(
+                TrayInstance(
+                    inst.id,
+                    model.key,
+                    inst.context_length,
+                    estimate_instance(
+                        model,
+                        context_length=inst.context_length,
+                        gpu_fraction=info.gpu_fraction if info and info.gpu_fraction else 1.0,
+                        kv_on_gpu=inst.offload_kv_cache_to_gpu,
+                    ).vram_bytes,
+                    max(0.0, deadline - now) if deadline else None,
+                    bool(info and info.enforced_by_lmgui),
+                )
+            )
+        names = {m.key: m.display_name for m in self.poller.snapshot.models}
+        keys = [k for k in self.settings.favourites if k in names]
+        keys += [k for k in self.settings.recent if k in names and k not in keys]
+        quick = [(k, ("★ " if k in self.settings.favourites else "") + names[k]) for k in keys]
+        return TrayState(
+            server=self.server_url,
+            connection=self.poller.status.state,
+            instances=instances,
+            loading=bool(self.runner.loading),
+            last_refresh=self.poller.status.last_success,
+            gpus=self._gpus(),
+            paused=not self.poller.running,
+            notifications_paused=self.notifier.paused,
+            window_visible=self.window.isVisible(),
+            quick_loads=quick,
+        )
+
+    def toggle_window(self) -> None:
+        if self.window.isVisible() and not self.window.isMinimized():
+            self.window.hide()
+        else:
+            self.window.showNormal()
+            self.window.raise_()
+            self.window.activateWindow()
+
+    def quit(self) -> None:
+        self.window.hide_on_close = False
+        self.closed.set()
+
+    def set_paused(self, paused: bool) -> None:
+        if paused:
+            self.poller.stop()
+        else:
+            self.poller.start()
+        self.tray.update()
+
+    def _on_tray_notifications_paused(self, paused: bool) -> None:
+        self.notifier.paused = paused
+
+    def _on_tray_menu_opening(self) -> None:
+        if self.poller.running:
+            self.poller.poke()
+
+    def _on_tray_chat_requested(self, instance_id: str) -> None:
+        self.window.showNormal()
+        self.window.chat_dock.show()
+        self.chat.refresh_models()
+        self.chat._spawn(self.chat.new_thread(instance_id))
+
+    def quick_load(self, model_key: str) -> None:
+        """Load with the settings last used for this model (the tray's Load menu)."""
+        request = self.settings.load_defaults().get(model_key) or LoadRequest(model_key)
+        self.settings.remember_load(request)
+        self.runner.load(request)
+
+    def _update_poll_interval(self) -> None:
+        """Visible: the normal rate; hidden: slower; a load in flight: every 0.5 s at least."""
+        if self.window.isVisible():
+            interval = self.poll_ms or self.settings.poll_interval_ms
+        else:
+            interval = self.poll_ms or self.settings.hidden_poll_interval_ms
+        if self.runner.loading:
+            interval = min(LOADING_POLL_MS, interval)
+        self.poller.set_interval(interval)
+
+    def _on_runner_pending_changed(self) -> None:
+        self._update_poll_interval()
+        self.tray.update()
+
+    def _on_window_hidden_to_tray(self) -> None:
+        if not self.settings.close_to_tray_explained:
+            self.settings.close_to_tray_explained = True
+            self.tray.show_message(
+                "lmgui is still running",
+                "Closing the window keeps lmgui in the tray, watching LM Studio. Quit from the "
+                "tray menu, or turn this off in Settings (Ctrl+,).",
+            )
+
+    def _on_notifier_notify(self, kind: str, title: str, body: str) -> None:
+        if self.tray_available:
+            self.tray.show_message(title, body)
+        elif kind in ("vanished", "server"):  # the window itself reports loads and unloads
+            self.window.statusBar().showMessage(f"{title}: {body}", 15000)
+
+    def _on_runner_load_finished(self, request: LoadRequest, result: LoadResult) -> None:
+        self.notifier.say(
+            "loaded",
+            result.instance_id,
+            f"Loaded {result.instance_id}",
+            f"{request.model_key} is ready"
+            + (
+                f", loaded in {result.load_time_seconds:.1f} s."
+                if result.load_time_seconds
+                else "."
+            ),
+        )
+
+    def _on_runner_load_failed(self, request: LoadRequest, message: str) -> None:
+        self.notifier.say("load_failed", f"{request.model_key}:{message}", "Load failed", message)
+
+    def _on_runner_unload_finished(self, instance_id: str) -> None:
+        self.notifier.say("unloaded", instance_id, f"Unloaded {instance_id}", "Its memory is free.")
+
+    def _on_poller_status_changed(self, status: PollStatus) -> None:
+        was, self._last_state = self._last_state, status.state
+        if was is ConnectionState.CONNECTED and status.state is not ConnectionState.CONNECTED:
+            self.notifier.say("server", "offline", "LM Studio is unreachable", status.message)
+        elif status.state is ConnectionState.CONNECTED and was not in (
+            ConnectionState.CONNECTED,
+            ConnectionState.CONNECTING,
+        ):
+            self.notifier.say(
+                "server", "online", "LM Studio is back", f"{self.server_url} answers again."
+            )
+        self.tray.update()
+
+    def _vanished(self, diff: SnapshotDiff) -> None:
+        """Instances gone without lmgui asking: say so, and why when it is known."""
+        infos = self.ledger.infos()
+        for iid in diff.instances_removed:
+            model_key = next((c.model.key for c in diff.changed if iid in c.instances_removed), "")
+            if self.runner.expected("removed", iid, model_key):
+                continue
+            info = infos.get(iid)
+            if info and info.idle_deadline and info.idle_deadline <= time.time() + 2:
+                why = "Its idle TTL ran out on the server."
+            else:
+                why = (
+                    "Unloaded without lmgui: an idle TTL, auto-evict of JIT loads, or another "
+                    "client."
+                )
+            self.notifier.say("vanished", iid, f"{iid} was unloaded", why)
+
     def _on_poller_snapshot_changed(self, diff: SnapshotDiff, snapshot: Snapshot) -> None:
         first = not self.tree.models()
+        if not first:
+            self._vanished(diff)
         self.tree.apply(diff, self.runner.expected)
         self.chat.refresh_models()
         if first:
@@ -163,7 +355,7 @@ class LmguiApp(QObject):
         s.poll_interval_ms = values.poll_interval_ms
         s.vram_budget_gb = values.vram_budget_gb
         s.confirm_unload = values.confirm_unload
-        self.poller.set_interval(values.poll_interval_ms)
+        self._update_poll_interval()
         server_changed = values.server_url != self.server_url
         if server_changed:
             self.server_url = values.server_url
@@ -195,8 +387,14 @@ class LmguiApp(QObject):
 
     async def run(self, *, minimized: bool = False, screenshot: Path | None = None) -> int:
         self.window.setWindowIcon(app_icon())
+        if self.tray_available:
+            self.tray.show()
+        minimized = minimized or self.settings.start_minimized
         if minimized and not screenshot:
-            self.window.showMinimized()  # the tray (issue 5) will let it start hidden instead
+            if self.tray_available:
+                self._update_poll_interval()  # start in the tray, polling at the hidden rate
+            else:
+                self.window.showMinimized()  # no tray to start in: never hide to nowhere
         else:
             self.window.show()
         self.poller.start()

@@ -10,7 +10,16 @@ import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QByteArray, QModelIndex, QPoint, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QIcon, QKeySequence, QPalette
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QGuiApplication,
+    QHideEvent,
+    QIcon,
+    QKeySequence,
+    QPalette,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDockWidget,
@@ -74,7 +83,10 @@ COLUMN_WIDTHS = {
 
 class MainWindow(QMainWindow):
     closing = Signal()
-    """The user closed the window (the app decides: hide to tray, or quit)."""
+    """The window closed for good: the app quits."""
+    hidden_to_tray = Signal()
+    """The close button hid the window; lmgui goes on in the tray."""
+    visibility_changed = Signal(bool)
     quit_requested = Signal()
     settings_requested = Signal()
 
@@ -730,10 +742,26 @@ class MainWindow(QMainWindow):
         header = self.view.header()
         self.view.sortByColumn(header.sortIndicatorSection(), header.sortIndicatorOrder())
 
+    hide_on_close = False
+    """Set by the app where a system tray exists and the user wants closing to hide."""
+
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_layout()
+        if self.hide_on_close:
+            event.ignore()
+            self.hide()
+            self.hidden_to_tray.emit()
+            return
         self.closing.emit()
         super().closeEvent(event)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.visibility_changed.emit(True)
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        super().hideEvent(event)
+        self.visibility_changed.emit(False)
 
 
 def _caps(m: Model) -> list[str]:

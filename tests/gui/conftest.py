@@ -61,8 +61,7 @@ def paths(tmp_path: Path) -> AppPaths:
 async def running(
     qtbot: QtBot, paths: AppPaths, server: str, *, token: str | None = None, interval_ms: int = 100
 ) -> AsyncIterator[LmguiApp]:
-    app = LmguiApp(paths, server=server, token=token)
-    app.poller.interval_ms = interval_ms
+    app = LmguiApp(paths, server=server, token=token, poll_ms=interval_ms)
     app.poller.max_backoff_ms = 400
     qtbot.addWidget(app.window)
     app.window.show()

@@ -215,7 +215,7 @@ async def test_settings_apply_without_a_restart(
         app.apply_settings(SettingsValues(second.url, None, 1500, 24.0, False))
         await wait_for(lambda: app.tree.rowCount() == 0 and app.poller.polls > 1)
         assert app.window.server_label.text() == second.url
-        assert app.poller.interval_ms == 1500 and app.settings.vram_budget_gb == 24.0
+        assert app.settings.poll_interval_ms == 1500 and app.settings.vram_budget_gb == 24.0
         assert app.window.vram_bar.format().endswith("of 24.0 GB")
         assert app.settings.server_url == second.url
 
