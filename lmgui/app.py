@@ -27,10 +27,11 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from lmgui.api.client import LMStudioClient, is_local_url, normalize_base_url
 from lmgui.api.records import LoadResult
 from lmgui.core.actions import Actions, LoadRequest
+from lmgui.core.autostart import Autostart
 from lmgui.core.chat_store import AsyncChatStore, ChatStore
 from lmgui.core.gpu import GpuMemory, NvmlReader
 from lmgui.core.ledger import InstanceLedger
-from lmgui.core.notify import Notifier
+from lmgui.core.notify import KINDS, Notifier
 from lmgui.core.paths import AppPaths
 from lmgui.core.poller import ConnectionState, Poller, PollStatus
 from lmgui.core.secrets import TokenStore
@@ -121,6 +122,7 @@ class LmguiApp(QObject):
         self.closed = asyncio.Event()
         self.first_poll = asyncio.Event()
         self.notifier = Notifier(self.settings.notify, parent=self)
+        self.autostart = Autostart()
         self.tray = TrayController(self._tray_state, parent=self)
         self.tray_available = TrayController.available()
         self.window.hide_on_close = self.tray_available and self.settings.close_to_tray
@@ -337,12 +339,29 @@ class LmguiApp(QObject):
 
     def open_settings(self) -> SettingsDialog:
         s = self.settings
+        profiles = s.profiles
+        if not any(url == self.server_url for _, url in profiles):
+            profiles = [*profiles, ("Current", self.server_url)]
         dialog = SettingsDialog(
             SettingsValues(
-                self.server_url, None, s.poll_interval_ms, s.vram_budget_gb, s.confirm_unload
+                self.server_url,
+                None,
+                s.poll_interval_ms,
+                s.vram_budget_gb,
+                s.confirm_unload,
+                hidden_poll_interval_ms=s.hidden_poll_interval_ms,
+                profiles=tuple(profiles),
+                close_to_tray=s.close_to_tray,
+                start_minimized=s.start_minimized,
+                start_on_login=self.autostart.is_enabled(),
+                notify={k: s.notify(k) for k in KINDS},
+                favourites=tuple(s.favourites),
             ),
             has_token=self._token() is not None,
             keyring_note=self.tokens.problem,
+            tray_available=self.tray_available,
+            autostart_supported=self.autostart.supported,
+            load_defaults=s.load_defaults(),
             parent=self.window,
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -353,8 +372,29 @@ class LmguiApp(QObject):
     def apply_settings(self, values: SettingsValues) -> None:
         s = self.settings
         s.poll_interval_ms = values.poll_interval_ms
+        s.hidden_poll_interval_ms = values.hidden_poll_interval_ms
         s.vram_budget_gb = values.vram_budget_gb
         s.confirm_unload = values.confirm_unload
+        if values.profiles:
+            s.profiles = list(values.profiles)
+        s.close_to_tray = values.close_to_tray
+        self.window.hide_on_close = self.tray_available and values.close_to_tray
+        s.start_minimized = values.start_minimized
+        for kind, on in values.notify.items():
+            s.set_notify(kind, on)
+        s.favourites = list(values.favourites)
+        for key in values.forget_defaults:
+            s.forget_load_defaults(key)
+        if values.start_on_login != self.autostart.is_enabled():
+            try:
+                if values.start_on_login:
+                    self.autostart.enable()
+                else:
+                    self.autostart.disable()
+            except OSError as exc:
+                self.window.statusBar().showMessage(
+                    f"Could not change starting on login: {exc}", 20000
+                )
         self._update_poll_interval()
         server_changed = values.server_url != self.server_url
         if server_changed:

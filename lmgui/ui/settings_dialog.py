@@ -1,28 +1,36 @@
-"""Settings: the server, its token, polling, the VRAM budget, unload confirmation.
+"""Settings (Ctrl+,): server profiles, refresh, notifications, window and tray, VRAM, loading.
 
-Emits ``applied(SettingsValues)``; the app applies them at once (no restart). Invalid values
-are explained beside their field and keep the OK button disabled.
+Emits ``applied(SettingsValues)``; the app applies them at once (no restart). Invalid values are
+explained beside their field and keep the OK button disabled.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from lmgui.api.client import normalize_base_url
+from lmgui.core.actions import LoadRequest
+from lmgui.core.notify import KINDS
 
 __all__ = ["SettingsDialog", "SettingsValues", "url_problem"]
 
@@ -35,6 +43,14 @@ class SettingsValues:
     poll_interval_ms: int
     vram_budget_gb: float
     confirm_unload: bool
+    hidden_poll_interval_ms: int = 5000
+    profiles: tuple[tuple[str, str], ...] = ()
+    close_to_tray: bool = True
+    start_minimized: bool = False
+    start_on_login: bool = False
+    notify: dict[str, bool] = field(default_factory=dict)
+    favourites: tuple[str, ...] = ()
+    forget_defaults: tuple[str, ...] = ()
 
 
 def url_problem(text: str) -> str | None:
@@ -53,6 +69,25 @@ def url_problem(text: str) -> str | None:
     return None
 
 
+def _note(text: str, colour: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    if colour:
+        label.setStyleSheet(f"color: {colour};")
+    return label
+
+
+def _seconds(value_ms: int, name: str, low: float = 0.5) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setAccessibleName(name)
+    spin.setRange(low, 600)
+    spin.setDecimals(1)
+    spin.setSuffix(" s")
+    spin.setValue(value_ms / 1000)
+    return spin
+
+
 class SettingsDialog(QDialog):
     applied = Signal(object)
     """SettingsValues"""
@@ -63,14 +98,33 @@ class SettingsDialog(QDialog):
         *,
         has_token: bool,
         keyring_note: str | None,
+        tray_available: bool = True,
+        autostart_supported: bool = True,
+        load_defaults: dict[str, LoadRequest] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("lmgui settings")
-        self.server = QLineEdit(values.server_url)
+        self._initial = values
+        self._profiles = list(values.profiles) or [("Local", values.server_url)]
+        self._has_token = has_token
+        tabs = QTabWidget()
+
+        # --- server profiles
+        self.profile_box = QComboBox()
+        self.profile_box.setAccessibleName("Server profile")
+        for name, _url in self._profiles:
+            self.profile_box.addItem(name)
+        active = next((i for i, p in enumerate(self._profiles) if p[1] == values.server_url), 0)
+        self.profile_box.setCurrentIndex(active)
+        self.add_profile = QPushButton("&Add")
+        self.remove_profile = QPushButton("&Remove")
+        self.profile_name = QLineEdit(self._profiles[active][0])
+        self.profile_name.setAccessibleName("Profile name")
+        self.server = QLineEdit(self._profiles[active][1])
         self.server.setAccessibleName("Server address")
         self.server.setPlaceholderText("http://127.0.0.1:1234")
-        self.server_error = QLabel()
+        self.server_error = _note("", "#b00020")
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setAccessibleName("API token")
@@ -81,13 +135,72 @@ class SettingsDialog(QDialog):
         )
         self.clear_token = QCheckBox("Remove the stored token")
         self.clear_token.setVisible(has_token)
-        self.token_note = QLabel(keyring_note or "The token is kept in your system keyring.")
-        self.poll = QDoubleSpinBox()
-        self.poll.setAccessibleName("Refresh interval")
-        self.poll.setRange(0.5, 600)
-        self.poll.setDecimals(1)
-        self.poll.setSuffix(" s")
-        self.poll.setValue(values.poll_interval_ms / 1000)
+        self.token_note = _note(keyring_note or "Tokens are kept in your system keyring.")
+        row = QHBoxLayout()
+        row.addWidget(self.profile_box, 1)
+        row.addWidget(self.add_profile)
+        row.addWidget(self.remove_profile)
+        server_form = QFormLayout()
+        server_form.addRow("&Profile:", row)
+        server_form.addRow("&Name:", self.profile_name)
+        server_form.addRow("&Server:", self.server)
+        server_form.addRow("", self.server_error)
+        server_form.addRow("API &token:", self.token)
+        server_form.addRow("", self.clear_token)
+        server_form.addRow("", self.token_note)
+        server_tab = QWidget()
+        server_tab.setLayout(server_form)
+        tabs.addTab(server_tab, "Server")
+
+        # --- refresh
+        self.poll = _seconds(values.poll_interval_ms, "Refresh interval, window open")
+        self.hidden_poll = _seconds(values.hidden_poll_interval_ms, "Refresh interval, in the tray")
+        poll_form = QFormLayout()
+        poll_form.addRow("&Window open, refresh every:", self.poll)
+        poll_form.addRow("&Only in the tray, every:", self.hidden_poll)
+        poll_form.addRow("", _note("While a load is in progress lmgui refreshes every 0.5 s."))
+        poll_tab = QWidget()
+        poll_tab.setLayout(poll_form)
+        tabs.addTab(poll_tab, "Refresh")
+
+        # --- notifications
+        notify_tab = QWidget()
+        notify_layout = QVBoxLayout(notify_tab)
+        self.notify_boxes: dict[str, QCheckBox] = {}
+        for kind, text in KINDS.items():
+            box = QCheckBox(text)
+            box.setChecked(values.notify.get(kind, True))
+            self.notify_boxes[kind] = box
+            notify_layout.addWidget(box)
+        notify_layout.addStretch(1)
+        tabs.addTab(notify_tab, "Notifications")
+
+        # --- window and tray
+        self.close_to_tray = QCheckBox("Closing the window keeps lmgui in the &tray")
+        self.close_to_tray.setChecked(values.close_to_tray)
+        self.start_minimized = QCheckBox("Start &minimized (in the tray)")
+        self.start_minimized.setChecked(values.start_minimized)
+        self.start_on_login = QCheckBox("Start lmgui when I &log in")
+        self.start_on_login.setChecked(values.start_on_login)
+        self.start_on_login.setEnabled(autostart_supported)
+        window_tab = QWidget()
+        window_layout = QVBoxLayout(window_tab)
+        for w in (self.close_to_tray, self.start_minimized, self.start_on_login):
+            window_layout.addWidget(w)
+        if not tray_available:
+            window_layout.addWidget(
+                _note(
+                    "No system tray was found: closing the window quits lmgui, and it starts "
+                    "minimized rather than hidden.",
+                    "#8a5a00",
+                )
+            )
+        if not autostart_supported:
+            window_layout.addWidget(_note("Starting on login is not supported here.", "#8a5a00"))
+        window_layout.addStretch(1)
+        tabs.addTab(window_tab, "Window")
+
+        # --- memory
         self.budget = QDoubleSpinBox()
         self.budget.setAccessibleName("VRAM budget")
         self.budget.setRange(0, 4096)
@@ -95,55 +208,159 @@ class SettingsDialog(QDialog):
         self.budget.setSuffix(" GB")
         self.budget.setSpecialValueText("not set")
         self.budget.setValue(values.vram_budget_gb)
-        self.budget.setToolTip("Your GPU's memory, for the fit check when NVML cannot measure it")
-        self.confirm = QCheckBox("Ask before unloading")
-        self.confirm.setChecked(values.confirm_unload)
-        for label in (self.server_error, self.token_note):
-            label.setTextFormat(Qt.TextFormat.PlainText)
-            label.setWordWrap(True)
-        self.server_error.setStyleSheet("color: #b00020;")
+        memory_form = QFormLayout()
+        memory_form.addRow("&VRAM budget:", self.budget)
+        memory_form.addRow(
+            "", _note("Your GPU's memory, for the fit check when NVML cannot measure it.")
+        )
+        memory_tab = QWidget()
+        memory_tab.setLayout(memory_form)
+        tabs.addTab(memory_tab, "Memory")
 
-        form = QFormLayout()
-        form.addRow("&Server:", self.server)
-        form.addRow("", self.server_error)
-        form.addRow("API &token:", self.token)
-        form.addRow("", self.clear_token)
-        form.addRow("", self.token_note)
-        form.addRow("&Refresh every:", self.poll)
-        form.addRow("&VRAM budget:", self.budget)
-        form.addRow("", self.confirm)
+        # --- loading
+        self.confirm = QCheckBox("Ask before &unloading")
+        self.confirm.setChecked(values.confirm_unload)
+        self.defaults = QListWidget()
+        self.defaults.setAccessibleName("Saved load settings per model")
+        for key, req in sorted((load_defaults or {}).items()):
+            item = QListWidgetItem(f"{key}: {_describe(req)}")
+            item.setData(Qt.ItemDataRole.UserRole, key)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(
+                Qt.CheckState.Checked if key in values.favourites else Qt.CheckState.Unchecked
+            )
+            item.setToolTip("Ticked: a favourite, listed first in the tray's Load menu")
+            self.defaults.addItem(item)
+        self.forget = QPushButton("&Forget the selected model's settings")
+        self._forgotten: list[str] = []
+        loading_tab = QWidget()
+        loading_layout = QVBoxLayout(loading_tab)
+        loading_layout.addWidget(self.confirm)
+        loading_layout.addWidget(
+            _note(
+                "Settings last used for each model: they prefill the load dialog and are used by "
+                "the tray's Load menu. Tick a model to make it a favourite."
+            )
+        )
+        loading_layout.addWidget(self.defaults, 1)
+        loading_layout.addWidget(self.forget)
+        tabs.addTab(loading_tab, "Loading")
+
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
         self.buttons.accepted.connect(self._on_accepted)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(tabs)
         layout.addWidget(self.buttons)
+        self.tabs = tabs
+
+        self._shown_profile = active
         self.server.textChanged.connect(self.validate)
+        self.profile_box.currentIndexChanged.connect(self._on_profile_changed)
+        self.profile_name.textEdited.connect(self._on_profile_name_edited)
+        self.add_profile.clicked.connect(self._on_add_profile)
+        self.remove_profile.clicked.connect(self._on_remove_profile)
+        self.forget.clicked.connect(self._on_forget_clicked)
         self.validate()
+
+    # ------------------------------------------------------------------ profiles
+
+    def _keep_fields(self) -> None:
+        """Store the shown profile's fields before another is shown."""
+        i = self._shown_profile
+        if 0 <= i < len(self._profiles):
+            self._profiles[i] = (
+                self.profile_name.text().strip() or f"Server {i + 1}",
+                self.server.text().strip(),
+            )
+
+    def _on_profile_changed(self, index: int) -> None:
+        self._keep_fields()
+        self._shown_profile = index
+        if 0 <= index < len(self._profiles):
+            name, url = self._profiles[index]
+            self.profile_name.setText(name)
+            self.server.setText(url)
+            self.token.clear()
+            self.clear_token.setChecked(False)
+        self.validate()
+
+    def _on_profile_name_edited(self, text: str) -> None:
+        self.profile_box.setItemText(self.profile_box.currentIndex(), text or "(unnamed)")
+
+    def _on_add_profile(self) -> None:
+        self._keep_fields()
+        self._profiles.append((f"Server {len(self._profiles) + 1}", ""))
+        self.profile_box.addItem(self._profiles[-1][0])
+        self.profile_box.setCurrentIndex(len(self._profiles) - 1)
+        self.server.setFocus()
+
+    def _on_remove_profile(self) -> None:
+        if len(self._profiles) <= 1:
+            return
+        index = self.profile_box.currentIndex()
+        del self._profiles[index]
+        self._shown_profile = -1
+        self.profile_box.removeItem(index)
+
+    def _on_forget_clicked(self) -> None:
+        for item in self.defaults.selectedItems():
+            self._forgotten.append(str(item.data(Qt.ItemDataRole.UserRole)))
+            self.defaults.takeItem(self.defaults.row(item))
+
+    # ------------------------------------------------------------------ result
 
     def validate(self) -> bool:
         problem = url_problem(self.server.text())
         self.server_error.setText(problem or "")
         self.server_error.setVisible(bool(problem))
-        ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        ok_button.setEnabled(problem is None)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(problem is None)
+        self.remove_profile.setEnabled(len(self._profiles) > 1)
         return problem is None
 
     def values(self) -> SettingsValues:
+        self._keep_fields()
         token: str | None = self.token.text().strip() or None
         if self.clear_token.isChecked():
             token = ""
+        favourites = tuple(
+            str(self.defaults.item(r).data(Qt.ItemDataRole.UserRole))
+            for r in range(self.defaults.count())
+            if self.defaults.item(r).checkState() == Qt.CheckState.Checked
+        )
+        profiles = tuple((n, normalize_base_url(u)) for n, u in self._profiles if u)
         return SettingsValues(
             server_url=normalize_base_url(self.server.text()),
             token=token,
             poll_interval_ms=int(self.poll.value() * 1000),
             vram_budget_gb=self.budget.value(),
             confirm_unload=self.confirm.isChecked(),
+            hidden_poll_interval_ms=int(self.hidden_poll.value() * 1000),
+            profiles=profiles,
+            close_to_tray=self.close_to_tray.isChecked(),
+            start_minimized=self.start_minimized.isChecked(),
+            start_on_login=self.start_on_login.isChecked(),
+            notify={k: b.isChecked() for k, b in self.notify_boxes.items()},
+            favourites=favourites,
+            forget_defaults=tuple(self._forgotten),
         )
 
     def _on_accepted(self) -> None:
         if self.validate():
             self.applied.emit(self.values())
             self.accept()
+
+
+def _describe(req: LoadRequest) -> str:
+    bits = []
+    if req.context_length:
+        bits.append(f"context {req.context_length}")
+    if req.gpu is not None:
+        bits.append(f"GPU {req.gpu}")
+    if req.ttl_seconds:
+        bits.append(f"TTL {req.ttl_seconds // 60} min")
+    if req.parallel:
+        bits.append(f"parallel {req.parallel}")
+    return ", ".join(bits) or "server defaults"

@@ -202,18 +202,73 @@ def test_server_address_validation(text: str, problem: str | None) -> None:
 
 
 def test_settings_dialog(qtbot: QtBot) -> None:
-    values = SettingsValues("http://127.0.0.1:1234", None, 2000, 0.0, True)
-    d = SettingsDialog(values, has_token=True, keyring_note=None)
+    values = SettingsValues(
+        "http://127.0.0.1:1234",
+        None,
+        2000,
+        0.0,
+        True,
+        profiles=(("Local", "http://127.0.0.1:1234"), ("Lab", "http://10.0.0.5:1234")),
+        favourites=(),
+    )
+    defaults = {"a/one": LoadRequest("a/one", context_length=8192), "b/two": LoadRequest("b/two")}
+    d = SettingsDialog(values, has_token=True, keyring_note=None, load_defaults=defaults)
     qtbot.addWidget(d)
     ok = d.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    assert d.profile_box.currentText() == "Local" and d.server.text() == "http://127.0.0.1:1234"
     d.server.setText("not a url at all://")
     assert not ok.isEnabled() and d.server_error.text()
     d.server.setText("192.168.1.20:1234")
     assert ok.isEnabled()
+    d.profile_box.setCurrentIndex(1)  # switching keeps the edit of the first profile
+    assert d.server.text() == "http://10.0.0.5:1234"
+    d.profile_box.setCurrentIndex(0)
+    assert d.server.text() == "192.168.1.20:1234"
+    d.add_profile.click()
+    d.server.setText("http://box:4321")
+    d.profile_name.setText("Box")
     d.poll.setValue(5)
+    d.hidden_poll.setValue(20)
     d.budget.setValue(24)
     d.confirm.setChecked(False)
     d.clear_token.setChecked(True)
+    d.notify_boxes["vanished"].setChecked(False)
+    d.close_to_tray.setChecked(False)
+    d.start_minimized.setChecked(True)
+    d.defaults.item(0).setCheckState(Qt.CheckState.Checked)  # a/one is a favourite
+    d.defaults.item(1).setSelected(True)
+    d.forget.click()  # forget b/two's saved settings
     with qtbot.waitSignal(d.applied) as sig:
         ok.click()
-    assert sig.args[0] == SettingsValues("http://192.168.1.20:1234", "", 5000, 24.0, False)
+    v: SettingsValues = sig.args[0]
+    assert v.server_url == "http://box:4321" and v.token == ""
+    assert v.profiles == (
+        ("Local", "http://192.168.1.20:1234"),
+        ("Lab", "http://10.0.0.5:1234"),
+        ("Box", "http://box:4321"),
+    )
+    assert (v.poll_interval_ms, v.hidden_poll_interval_ms) == (5000, 20000)
+    assert (v.vram_budget_gb, v.confirm_unload, v.close_to_tray, v.start_minimized) == (
+        24.0,
+        False,
+        False,
+        True,
+    )
+    assert v.notify["vanished"] is False and v.notify["loaded"] is True
+    assert v.favourites == ("a/one",) and v.forget_defaults == ("b/two",)
+
+
+def test_settings_dialog_says_what_is_not_available(qtbot: QtBot) -> None:
+    values = SettingsValues("http://127.0.0.1:1234", None, 2000, 0.0, True)
+    d = SettingsDialog(
+        values,
+        has_token=False,
+        keyring_note="No usable keyring; tokens are kept for this session only.",
+        tray_available=False,
+        autostart_supported=False,
+    )
+    qtbot.addWidget(d)
+    assert not d.clear_token.isVisibleTo(d)
+    assert "session only" in d.token_note.text()
+    assert not d.start_on_login.isEnabled()
+    assert not d.remove_profile.isEnabled()  # the last profile cannot be removed
