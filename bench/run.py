@@ -343,6 +343,66 @@ async def bench_chat(turns: int, tokens: int) -> dict[str, Any]:
     return out
 
 
+def bench_tray(cpu_seconds: float, memory_minutes: float) -> dict[str, Any]:
+    """lmgui hidden in a real tray (Xvfb + trayer), 10 models, default hidden polling (5 s):
+    CPU averaged over ``cpu_seconds``, RSS sampled every 30 s for ``memory_minutes``."""
+    sys.path.insert(0, str(ROOT))
+    from tests_x11 import xsession
+
+    if not xsession.available():
+        return {"skipped": "needs Xvfb, trayer and xdotool"}
+    saved = {k: os.environ.get(k) for k in ("DISPLAY", "QT_QPA_PLATFORM")}
+    procs = xsession.start()
+    catalog = Path(tempfile.mkdtemp()) / "ten.json"
+    from lmgui.sim.catalog import DEMO_CATALOG
+
+    catalog.write_text(json.dumps(DEMO_CATALOG[:10]))
+    try:
+        with sim_process("--catalog", str(catalog)) as url, tempfile.TemporaryDirectory() as home:
+            env = {
+                **os.environ,
+                "XDG_CONFIG_HOME": f"{home}/c",
+                "XDG_STATE_HOME": f"{home}/s",
+                "XDG_DATA_HOME": f"{home}/d",
+            }
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lmgui", "--server", url, "--minimized"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                p = psutil.Process(proc.pid)
+                time.sleep(15)
+                t0, c0 = time.monotonic(), p.cpu_times()
+                time.sleep(cpu_seconds)
+                t1, c1 = time.monotonic(), p.cpu_times()
+                samples = [p.memory_info().rss]
+                end = time.monotonic() + memory_minutes * 60
+                while time.monotonic() < end:
+                    time.sleep(min(30.0, max(0.0, end - time.monotonic())))
+                    samples.append(p.memory_info().rss)
+            finally:
+                proc.terminate()
+                proc.wait(10)
+    finally:
+        xsession.stop(procs)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    cpu = (c1.user + c1.system - c0.user - c0.system) / (t1 - t0)
+    return {
+        "cpu_seconds": cpu_seconds,
+        "cpu_percent_of_one_core": round(cpu * 100, 3),
+        "memory_minutes": memory_minutes,
+        "rss_mb_first": round(samples[0] / 2**20, 1),
+        "rss_mb_last": round(samples[-1] / 2**20, 1),
+        "rss_mb_max": round(max(samples) / 2**20, 1),
+    }
+
+
 def bench_idle(seconds: float) -> dict[str, Any]:
     """The real window, as a user leaves it open: its own process, polling every 2 s."""
     catalog = Path(tempfile.mkdtemp()) / "ten.json"
@@ -401,12 +461,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--only", default="poll,stall,stream,chat,idle")
+    p.add_argument("--only", default="poll,stall,stream,chat,idle,tray")
     p.add_argument("--chat-turns", type=int, default=500)
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--models", type=int, default=2000)
     p.add_argument("--stall-seconds", type=float, default=10.0)
     p.add_argument("--idle-seconds", type=float, default=60.0)
+    p.add_argument("--tray-minutes", type=float, default=10.0)
     args = p.parse_args()
     qt_app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(qt_app, QApplication)
@@ -414,6 +475,8 @@ def main() -> None:
     result: dict[str, Any] = qasync.run(run(args))
     if "idle" in args.only.split(","):
         result["idle"] = bench_idle(args.idle_seconds)
+    if "tray" in args.only.split(","):
+        result["tray"] = bench_tray(args.idle_seconds, args.tray_minutes)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -448,6 +511,16 @@ def main() -> None:
             f"{o['seconds']} s, longest event-loop gap {o['max_gap_ms']} ms, "
             f"RSS +{o['rss_growth_mb']} MB"
         )
+    if "tray" in result:
+        r = result["tray"]
+        if "skipped" in r:
+            print(f"tray: skipped ({r['skipped']})")
+        else:
+            print(
+                f"tray only, 10 models, 5 s polls: {r['cpu_percent_of_one_core']} % of one core "
+                f"over {r['cpu_seconds']:g} s (target < 0.5 %); RSS over {r['memory_minutes']:g} "
+                f"min {r['rss_mb_first']} -> {r['rss_mb_last']} MB, max {r['rss_mb_max']} MB"
+            )
     if "idle" in result:
         r = result["idle"]
         print(

@@ -11,6 +11,7 @@ import asyncio
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("QT_API", "pyside6")
@@ -24,10 +25,10 @@ from lmgui.core.paths import AppPaths
 DOCS = Path(__file__).resolve().parent
 
 
-async def until(condition: object, within: float = 15.0) -> None:
+async def until(condition: Callable[[], bool], within: float = 15.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if loop.time() > deadline:
             raise TimeoutError("the demo did not reach the expected state")
         await asyncio.sleep(0.05)

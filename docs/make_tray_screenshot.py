@@ -1,0 +1,79 @@
+"""Render docs/tray-menu.png: the tray icon and its menu in a real X11 session (Xvfb + trayer).
+
+python docs/make_tray_screenshot.py      # needs: apt-get install xvfb trayer xdotool
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests_x11 import xsession
+
+DOCS = Path(__file__).resolve().parent
+
+
+async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition():
+        if loop.time() > deadline:
+            raise TimeoutError("the tray did not reach the expected state")
+        await asyncio.sleep(0.05)
+
+
+async def main() -> int:
+    from PySide6.QtCore import QRect
+    from PySide6.QtGui import QGuiApplication
+
+    from lmgui.app import LmguiApp
+    from lmgui.core.actions import LoadRequest
+    from lmgui.core.paths import AppPaths
+
+    with tempfile.TemporaryDirectory() as home:
+        app = LmguiApp(AppPaths.under(Path(home)), demo=True, poll_ms=300)
+        app.settings.remember_load(LoadRequest("qwen/qwen3-4b", context_length=8192))
+        app.settings.favourites = ["openai/gpt-oss-20b"]
+        runner = asyncio.ensure_future(app.run(minimized=True))
+        await until(lambda: app.tray.icon.geometry().x() > 0 and bool(app.tree.models()))
+        await app.runner.load(LoadRequest("qwen/qwen3-4b", context_length=8192, ttl_seconds=3600))
+        await asyncio.sleep(0.5)
+        icon = app.tray.icon.geometry()
+        click = await asyncio.create_subprocess_exec(
+            "xdotool", "mousemove", str(icon.center().x()), str(icon.center().y()), "click", "3"
+        )
+        await click.wait()
+        await until(app.tray.menu.isVisible)
+        await asyncio.sleep(0.5)
+        menu = app.tray.menu.geometry()
+        area = QRect(menu.left() - 10, 0, 1280 - menu.left() + 10, menu.bottom() + 10)
+        shot = QGuiApplication.primaryScreen().grabWindow(
+            0, area.x(), area.y(), area.width(), area.height()
+        )
+        shot.save(str(DOCS / "tray-menu.png"))
+        print("wrote", DOCS / "tray-menu.png")
+        app.tray.menu.hide()
+        app.quit()
+        await runner
+    return 0
+
+
+if __name__ == "__main__":
+    if not xsession.available():
+        sys.exit("needs Xvfb, trayer and xdotool: apt-get install xvfb trayer xdotool")
+    procs = xsession.start()
+    try:
+        os.environ.setdefault("QT_API", "pyside6")
+        import qasync
+        from PySide6.QtWidgets import QApplication
+
+        QApplication.instance() or QApplication(sys.argv[:1])
+        code = qasync.run(main())
+    finally:
+        xsession.stop(procs)
+    sys.exit(code)

@@ -1,0 +1,54 @@
+"""A real X11 session for the tray test: Xvfb plus trayer (an XEmbed tray host), started before
+pytest-qt creates the QApplication. Run in its own process (tests/test_x11.py does): the Qt
+platform is fixed per process."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests_x11 import xsession
+
+_procs: list[subprocess.Popen[bytes]] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    if xsession.available():  # otherwise the test skips itself, saying what is missing
+        _procs.extend(xsession.start())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    xsession.stop(_procs)
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    def factory() -> asyncio.AbstractEventLoop:
+        app = QApplication.instance() or QApplication([])
+        assert isinstance(app, QApplication)
+        loop: asyncio.AbstractEventLoop = qasync.QEventLoop(app)
+        return loop
+
+    return {"qasync": factory}
+
+
+@pytest.fixture
+def x11() -> str:
+    if os.environ.get("QT_QPA_PLATFORM") != "xcb":
+        pytest.skip("needs Xvfb, trayer and xdotool (apt-get install xvfb trayer xdotool)")
+    return os.environ["DISPLAY"]
+
+
+@pytest.fixture(autouse=True)
+def _gc_on_gui_thread() -> Iterator[None]:
+    yield
+    gc.collect()
