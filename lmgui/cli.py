@@ -26,7 +26,6 @@ from lmgui.api import (
     DEFAULT_BASE_URL,
     ApiError,
     LMStudioClient,
-    Model,
     with_retries,
 )
 from lmgui.api.client import Exchange, GpuSetting, normalize_base_url
@@ -38,8 +37,9 @@ from lmgui.api.events import (
     ReasoningDelta,
     ReasoningEnd,
 )
-from lmgui.core.format import human_bytes, human_count
+from lmgui.core.format import capabilities, human_bytes, human_count
 from lmgui.core.paths import AppPaths
+from lmgui.core.requests import LoadRequest
 from lmgui.core.responses import LastResponses
 from lmgui.core.secrets import TokenStore
 from lmgui.core.vram import estimate_instance
@@ -67,17 +67,6 @@ def table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
 
 def emit_json(obj: Any, out: TextIO) -> None:
     out.write(json.dumps(msgspec.to_builtins(obj), indent=2, ensure_ascii=False) + "\n")
-
-
-def capability_marks(m: Model) -> str:
-    marks = []
-    if m.vision:
-        marks.append("vision")
-    if m.tool_use:
-        marks.append("tools")
-    if m.reasoning_options:
-        marks.append("reasoning")
-    return ",".join(marks) or "-"
 
 
 # ----------------------------------------------------------------------------- parser
@@ -232,7 +221,7 @@ class Cli:
                     m.format or "-",
                     human_bytes(m.size_bytes),
                     human_count(m.max_context_length),
-                    capability_marks(m),
+                    ",".join(capabilities(m)) or "-",
                     str(len(m.instances)) if m.instances else "-",
                 ]
             )
@@ -285,18 +274,19 @@ class Cli:
         a = self.args
         if not self.json:
             self.note(f"Loading {a.model}…")
-        result = await c.load(
+        request = LoadRequest(
             a.model,
             context_length=a.context,
-            eval_batch_size=a.eval_batch_size,
+            gpu=a.gpu,
+            ttl_seconds=a.ttl,
+            identifier=a.identifier,
             flash_attention=a.flash_attention,
+            eval_batch_size=a.eval_batch_size,
             num_experts=a.experts,
             offload_kv_cache_to_gpu=a.kv_on_gpu,
-            gpu=a.gpu,
-            ttl=a.ttl,
-            identifier=a.identifier,
             parallel=a.parallel,
         )
+        result = await c.load(a.model, **request.client_kwargs())
         if self.json:
             emit_json(result, self.out)
         else:

@@ -37,7 +37,20 @@ QT = ("PySide6", "shiboken6", "qasync")
     [
         (("lmgui.api", "lmgui.api.client", "lmgui.api.lms"), (*QT, "lmgui.core", "lmgui.sim")),
         (("lmgui.sim", "lmgui.sim.__main__"), (*QT, "lmgui.core")),
-        (("lmgui.core.vram", "lmgui.core.paths", "lmgui.core.secrets", "lmgui.core.responses"), QT),
+        (
+            (
+                "lmgui.core.vram",
+                "lmgui.core.paths",
+                "lmgui.core.secrets",
+                "lmgui.core.responses",
+                "lmgui.core.requests",
+                "lmgui.core.format",
+                "lmgui.core.chat_store",
+                "lmgui.core.chat_export",
+                "lmgui.core.autostart",
+            ),
+            QT,
+        ),
         (
             (
                 "lmgui.core.poller",

@@ -4,7 +4,6 @@ platform is fixed per process."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import subprocess
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.qasync_loop import qasync_loop_factories
 from tests_x11 import xsession
 
 _procs: list[subprocess.Popen[bytes]] = []
@@ -29,16 +29,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
-    import qasync
-    from PySide6.QtWidgets import QApplication
-
-    def factory() -> asyncio.AbstractEventLoop:
-        app = QApplication.instance() or QApplication([])
-        assert isinstance(app, QApplication)
-        loop: asyncio.AbstractEventLoop = qasync.QEventLoop(app)
-        return loop
-
-    return {"qasync": factory}
+    return qasync_loop_factories()
 
 
 @pytest.fixture

@@ -35,12 +35,19 @@ class ApiError(Exception):
         status: int | None = None,
         server_message: str | None = None,
         url: str | None = None,
+        error_type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.server_message = server_message
         self.url = url
+        self.error_type = error_type
+        """The server's error type, code and parameter, where it named them."""
+        self.code = code
+        self.param = param
 
     def __str__(self) -> str:
         return self.message
@@ -57,39 +64,9 @@ class AuthError(ApiError):
 class NotFoundError(ApiError):
     """404: an unknown model, instance, job or route."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        server_message: str | None = None,
-        url: str | None = None,
-        error_type: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        super().__init__(message, status=status, server_message=server_message, url=url)
-        self.error_type = error_type
-        self.code = code
-
 
 class BadRequestError(ApiError):
     """400 (and other 4xx): the server rejected the request; keeps the server's details."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        server_message: str | None = None,
-        url: str | None = None,
-        error_type: str | None = None,
-        code: str | None = None,
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message, status=status, server_message=server_message, url=url)
-        self.error_type = error_type
-        self.code = code
-        self.param = param
 
     @property
     def unrecognized_keys(self) -> tuple[str, ...]:

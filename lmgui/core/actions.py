@@ -13,8 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -23,44 +22,13 @@ from lmgui.api.errors import ApiError
 from lmgui.api.records import LoadResult
 from lmgui.core.ledger import InstanceLedger
 from lmgui.core.poller import Poller
+from lmgui.core.requests import LoadRequest
 
 __all__ = ["Actions", "LoadRequest"]
 
 log = logging.getLogger(__name__)
 
 EXPECT_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class LoadRequest:
-    """What the load dialog (or the tray's quick load) asks for."""
-
-    model_key: str
-    context_length: int | None = None
-    gpu: Literal["max", "off"] | float | None = None
-    ttl_seconds: int | None = None
-    identifier: str | None = None
-    flash_attention: bool | None = None
-    eval_batch_size: int | None = None
-    num_experts: int | None = None
-    offload_kv_cache_to_gpu: bool | None = None
-    parallel: int | None = None
-
-    @property
-    def gpu_fraction(self) -> float | None:
-        if self.gpu is None:
-            return None
-        if isinstance(self.gpu, str):
-            return 1.0 if self.gpu == "max" else 0.0
-        return float(self.gpu)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LoadRequest:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 class Actions(QObject):
@@ -147,18 +115,7 @@ class Actions(QObject):
 
     async def _load(self, ticket: int, req: LoadRequest) -> LoadResult | None:
         try:
-            result = await self._client().load(
-                req.model_key,
-                context_length=req.context_length,
-                eval_batch_size=req.eval_batch_size,
-                flash_attention=req.flash_attention,
-                num_experts=req.num_experts,
-                offload_kv_cache_to_gpu=req.offload_kv_cache_to_gpu,
-                gpu=req.gpu,
-                ttl=req.ttl_seconds,
-                identifier=req.identifier,
-                parallel=req.parallel,
-            )
+            result = await self._client().load(req.model_key, **req.client_kwargs())
         except ApiError as exc:
             self.load_failed.emit(req, f"Loading {req.model_key} failed: {exc}")
             return None

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["human_bytes", "human_count", "human_duration"]
+from lmgui.api.records import Model
+
+__all__ = ["capabilities", "human_bytes", "human_count", "human_duration"]
+
+
+def capabilities(m: Model) -> list[str]:
+    """A model's capability marks: vision, tools, reasoning."""
+    marks = [("vision", m.vision), ("tools", m.tool_use), ("reasoning", bool(m.reasoning_options))]
+    return [name for name, on in marks if on]
 
 
 def human_bytes(n: int | float | None) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import QSettings
 
 from lmgui.api.client import DEFAULT_BASE_URL, normalize_base_url
-from lmgui.core.actions import LoadRequest
+from lmgui.core.requests import LoadRequest
 
 __all__ = ["Settings"]
 

@@ -34,7 +34,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemModel
 
 from lmgui.api.records import Instance, Model
-from lmgui.core.format import human_bytes, human_count, human_duration
+from lmgui.core.format import capabilities, human_bytes, human_count, human_duration
 from lmgui.core.instances import InstanceInfo
 from lmgui.core.snapshot import ModelChange, SnapshotDiff
 from lmgui.core.vram import estimate_instance, params_billions
@@ -204,7 +204,7 @@ class ModelTreeModel(QStandardItemModel):
             Column.SIZE: human_bytes(m.size_bytes),
             Column.CONTEXT: human_count(m.max_context_length),
             Column.STATE: model_state(pending, len(live)),
-            Column.CAPS: _caps(m),
+            Column.CAPS: ", ".join(capabilities(m)),
             Column.VRAM: human_bytes(vram) if live else "",
         }
         sort = {
@@ -527,17 +527,6 @@ def _mark_text(mark: str) -> str:
         "appeared": "appeared (not loaded by lmgui)",
         "vanished": "gone (TTL, eviction or another client)",
     }.get(mark, mark)
-
-
-def _caps(m: Model) -> str:
-    marks = []
-    if m.vision:
-        marks.append("vision")
-    if m.tool_use:
-        marks.append("tools")
-    if m.reasoning_options:
-        marks.append("reasoning")
-    return ", ".join(marks)
 
 
 def _yes_no(value: bool | None) -> str:

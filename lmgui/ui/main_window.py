@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from lmgui.api.records import Instance, LoadResult, Model
 from lmgui.core.actions import Actions, LoadRequest
-from lmgui.core.format import human_bytes, human_count
+from lmgui.core.format import capabilities, human_bytes, human_count
 from lmgui.core.gpu import GpuMemory
 from lmgui.core.poller import ConnectionState, Poller, PollStatus
 from lmgui.core.settings import Settings
@@ -456,7 +456,7 @@ class MainWindow(QMainWindow):
                 f"parameters: {rec.params_string or '-'}",
                 f"size on disk: {human_bytes(rec.size_bytes)}",
                 f"max context: {human_count(rec.max_context_length)}",
-                f"capabilities: {', '.join(_caps(rec)) or '-'}",
+                f"capabilities: {', '.join(capabilities(rec)) or '-'}",
             ]
             if rec.reasoning_options:
                 lines.append(f"reasoning options: {', '.join(rec.reasoning_options)}")
@@ -762,15 +762,3 @@ class MainWindow(QMainWindow):
     def hideEvent(self, event: QHideEvent) -> None:
         super().hideEvent(event)
         self.visibility_changed.emit(False)
-
-
-def _caps(m: Model) -> list[str]:
-    return [
-        n
-        for n, on in (
-            ("vision", m.vision),
-            ("tools", m.tool_use),
-            ("reasoning", bool(m.reasoning_options)),
-        )
-        if on
-    ]

@@ -17,22 +17,15 @@ from typing import Any
 
 import PySide6.QtWidgets  # noqa: F401  (the binding before qasync)
 import pytest
-import qasync
-from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from lmgui.app import LmguiApp
 from lmgui.core.paths import AppPaths
+from tests.qasync_loop import qasync_loop_factories
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
-    def factory() -> asyncio.AbstractEventLoop:
-        app = QApplication.instance() or QApplication([])
-        assert isinstance(app, QApplication)
-        loop: asyncio.AbstractEventLoop = qasync.QEventLoop(app)
-        return loop
-
-    return {"qasync": factory}
+    return qasync_loop_factories()
 
 
 @pytest.fixture(autouse=True)
