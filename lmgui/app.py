@@ -327,7 +327,7 @@ class LmguiApp(QObject):
         if not first:
             self._vanished(diff)
         self.tree.apply(diff, self.runner.expected)
-        self.chat.refresh_models()
+        self.chat.models_changed()
         if first:
             # What start-up and the first fill built lives as long as the window: keep it out of
             # the cyclic GC's full passes, which otherwise stall the GUI thread now and then.

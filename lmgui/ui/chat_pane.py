@@ -290,6 +290,12 @@ class ChatPane(QWidget):
             context=Qt.ShortcutContext.WidgetWithChildrenShortcut,
         )
         self._system_prompt = ""
+        self._picker_entries: list[tuple[str, str]] = []
+        self._picker_dirty = True
+        self._picker_timer = QTimer(self)
+        self._picker_timer.setSingleShot(True)
+        self._picker_timer.setInterval(0)
+        self._picker_timer.timeout.connect(self._on_picker_timer_timeout)
         self._update_images()
         self._set_busy(False)
         self._enable_thread_controls()
@@ -329,20 +335,39 @@ class ChatPane(QWidget):
 
     # ------------------------------------------------------------------ models
 
+    def models_changed(self) -> None:
+        """After a poll: refresh the picker later, in its own slice of the event loop, and only
+        while the pane is visible (a 2000-model picker costs a few milliseconds)."""
+        self._picker_dirty = True
+        self._picker_timer.start()
+
+    def _on_picker_timer_timeout(self) -> None:
+        if self.isVisible():
+            self.refresh_models()
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if self._picker_dirty:
+            self.refresh_models()
+
     def refresh_models(self) -> None:
         """Loaded instances first, then every other LLM (which loads on its first message)."""
+        self._picker_dirty = False
         current = self.model_box.currentData()
         models = self._models()
+        entries = [(f"{i.id}  (loaded)", i.id) for m in models for i in m.instances]
+        entries += [
+            (f"{m.display_name}  ({m.key}, loads on first message)", m.key)
+            for m in models
+            if m.type == "llm" and not m.instances
+        ]
+        if entries == self._picker_entries and self.model_box.findData(current) >= 0:
+            return
+        self._picker_entries = entries
         self.model_box.blockSignals(True)
         self.model_box.clear()
-        for m in models:
-            for inst in m.instances:
-                self.model_box.addItem(f"{inst.id}  (loaded)", inst.id)
-        for m in models:
-            if m.type == "llm" and not m.instances:
-                self.model_box.addItem(
-                    f"{m.display_name}  ({m.key}, loads on first message)", m.key
-                )
+        for label, data in entries:
+            self.model_box.addItem(label, data)
         if current is not None and self.model_box.findData(current) < 0:
             self.model_box.addItem(f"{current}  (not on the server now)", current)
         self.model_box.setCurrentIndex(max(0, self.model_box.findData(current)))
