@@ -531,12 +531,22 @@ def run_gui(args: argparse.Namespace, paths: AppPaths | None = None) -> int:
     install_excepthook(log_path)
 
     async def main() -> int:
-        app = LmguiApp(
-            paths,
-            server=getattr(args, "server", None),
-            token=getattr(args, "token", None),
-            demo=bool(getattr(args, "demo", False)),
-        )
+        try:
+            app = LmguiApp(
+                paths,
+                server=getattr(args, "server", None),
+                token=getattr(args, "token", None),
+                demo=bool(getattr(args, "demo", False)),
+            )
+        except Exception as exc:  # start-up failed: one sentence, the details in the log
+            log.exception("start-up failed")
+            message = f"lmgui could not start: {str(exc).rstrip('.')} (details in {log_path})."
+            sys.stderr.write(message + "\n")
+            if qt_app.platformName() not in ("offscreen", "minimal"):
+                box = QMessageBox(QMessageBox.Icon.Critical, "lmgui", message)
+                box.setTextFormat(Qt.TextFormat.PlainText)
+                box.exec()
+            return 1
         shot = getattr(args, "screenshot", None)
         return await app.run(
             minimized=bool(getattr(args, "minimized", False)),

@@ -373,3 +373,40 @@ async def test_an_instance_that_stays_after_unloading_is_reported(
         ]
         assert app.window.statusBar().currentMessage() == failures[0]
         assert instance_rows(app, "google/gemma-3-270m") == ["google/gemma-3-270m"]
+
+
+def test_a_failed_start_is_one_sentence(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "data" / "lmgui" / "chats.sqlite3"
+    db.parent.mkdir(parents=True)
+    with sqlite3.connect(db) as con:
+        con.execute("PRAGMA user_version=99")  # written by a newer lmgui
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lmgui",
+            "--server",
+            "http://127.0.0.1:9",
+            "--screenshot",
+            str(tmp_path / "x.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert p.returncode == 1
+    lines = [line for line in p.stderr.splitlines() if "propagateSizeHints" not in line]
+    assert lines == [
+        "lmgui could not start: The chat history was written by a newer lmgui (schema 99); "
+        f"this one reads up to 1 (details in {tmp_path / 'state' / 'lmgui' / 'log' / 'lmgui.log'})."
+    ]
