@@ -156,3 +156,23 @@ def test_last_responses_per_server_and_model(tmp_path: Path) -> None:
 def test_paths_default_to_the_platform_folders() -> None:
     paths = AppPaths.default()
     assert all(p.name == "lmgui" or "lmgui" in p.parts for p in vars(paths).values())
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [
+        (None, "-"),
+        (128000, "128k"),
+        (131072, "128k"),
+        (32768, "32k"),
+        (4096, "4k"),
+        (4000, "4k"),
+        (40960, "40k"),
+        (1500, "1500"),
+        (512, "512"),
+    ],
+)
+def test_context_lengths_read_as_model_cards_write_them(n: int | None, text: str) -> None:
+    from lmgui.core.format import human_count
+
+    assert human_count(n) == text

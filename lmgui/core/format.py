@@ -23,9 +23,12 @@ def human_bytes(n: int | float | None) -> str:
 
 
 def human_count(n: int | None) -> str:
-    """Context lengths: 32768 -> "32k", 4000 -> "4000"."""
+    """Context lengths as model cards write them: 128000 -> "128k", 32768 -> "32k",
+    131072 -> "128k", 4000 -> "4k", 1500 -> "1500"."""
     if n is None:
         return "-"
+    if n >= 1000 and n % 1000 == 0:
+        return f"{n // 1000}k"
     if n >= 1024 and n % 1024 == 0:
         return f"{n // 1024}k"
     return str(n)
