@@ -186,7 +186,6 @@ class LmguiApp(QObject):
                         kv_on_gpu=inst.offload_kv_cache_to_gpu,
                     ).vram_bytes,
                     max(0.0, deadline - now) if deadline else None,
-                    bool(info and info.enforced_by_lmgui),
                 )
             )
         names = {m.key: m.display_name for m in self.poller.snapshot.models}

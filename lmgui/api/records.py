@@ -220,9 +220,6 @@ class LoadResult(msgspec.Struct, frozen=True, gc=False):
     via: Literal["rest", "lms"] = "rest"
 
 
-DownloadStatus = Literal["downloading", "paused", "completed", "failed", "already_downloaded"]
-
-
 class DownloadJob(msgspec.Struct, frozen=True, gc=False):
     status: str
     job_id: str | None = None

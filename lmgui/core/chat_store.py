@@ -66,8 +66,6 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-OPEN_STATUSES = ("streaming",)
-
 
 @dataclass(frozen=True)
 class TurnRecord:

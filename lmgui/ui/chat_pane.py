@@ -117,7 +117,6 @@ class ChatPane(QWidget):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._images: list[tuple[str, bytes]] = []
         self._pending_delete: int | None = None
-        self._lost_turn: int | None = None
 
         # threads
         self.search = QLineEdit()
@@ -702,7 +701,6 @@ class ChatPane(QWidget):
         await self.refresh_threads()
 
     def _on_session_continuation_lost(self, turn_id: int, message: str) -> None:
-        self._lost_turn = turn_id
         self.lost_label.setText(message)
         self.lost_bar.show()
         self.status.emit(message)

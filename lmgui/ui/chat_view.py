@@ -23,7 +23,6 @@ from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
 from lmgui.core.chat_store import TurnRecord
-from lmgui.core.format import human_bytes
 
 __all__ = ["SiblingInfo", "TranscriptView", "markdown_html"]
 
@@ -283,7 +282,3 @@ class TranscriptView(QTextBrowser):
 def _short(value: Any, limit: int = 120) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def image_note(mime: str, size: int) -> str:
-    return f"{mime}, {human_bytes(size)}"

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -36,6 +36,7 @@ from lmgui.api.records import Model
 from lmgui.core.actions import LoadRequest
 from lmgui.core.format import human_bytes, human_count
 from lmgui.core.vram import estimate_instance
+from lmgui.ui.widgets import ERROR, WARNING, plain_label
 
 __all__ = ["LoadDialog", "VramContext", "is_moe"]
 
@@ -72,15 +73,6 @@ def _buddy(text: str, widget: QWidget) -> QLabel:
     """A form label whose &-mnemonic focuses ``widget`` (rows holding a layout get none)."""
     label = QLabel(text)
     label.setBuddy(widget)
-    return label
-
-
-def _error_label() -> QLabel:
-    label = QLabel()
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    label.setStyleSheet("color: #b00020;")
-    label.setWordWrap(True)
-    label.hide()
     return label
 
 
@@ -167,10 +159,10 @@ class LoadDialog(QDialog):
         self.experts = self._optional_int("Experts", 1, 256, 4)
         self.parallel = self._optional_int("Parallel requests", 1, 64, 4)
 
-        self.gpu_error = _error_label()
-        self.context_error = _error_label()
-        self.ttl_error = _error_label()
-        self.identifier_error = _error_label()
+        self.gpu_error = plain_label(colour=ERROR, hidden=True)
+        self.context_error = plain_label(colour=ERROR, hidden=True)
+        self.ttl_error = plain_label(colour=ERROR, hidden=True)
+        self.identifier_error = plain_label(colour=ERROR, hidden=True)
 
         form = QFormLayout()
         form.addRow("&Model:", self.model_box)
@@ -194,10 +186,7 @@ class LoadDialog(QDialog):
         self.loaded_box = QWidget()
         loaded_layout = QVBoxLayout(self.loaded_box)
         loaded_layout.setContentsMargins(0, 0, 0, 0)
-        self.loaded_note = QLabel()
-        self.loaded_note.setTextFormat(Qt.TextFormat.PlainText)
-        self.loaded_note.setWordWrap(True)
-        self.loaded_note.setStyleSheet("color: #8a5a00;")
+        self.loaded_note = plain_label(colour=WARNING)
         self.use_existing = QRadioButton("Use the loaded instance")
         self.load_another = QRadioButton("Load another instance")
         group = QButtonGroup(self)
@@ -207,21 +196,15 @@ class LoadDialog(QDialog):
         loaded_layout.addWidget(self.use_existing)
         loaded_layout.addWidget(self.load_another)
 
-        self.estimate = QLabel()
-        self.estimate.setTextFormat(Qt.TextFormat.PlainText)
-        self.estimate.setWordWrap(True)
+        self.estimate = plain_label()
         self.estimate.setAccessibleName("VRAM estimate")
-        self.fit = QLabel()
-        self.fit.setTextFormat(Qt.TextFormat.PlainText)
-        self.fit.setWordWrap(True)
+        self.fit = plain_label()
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setAccessibleName("Load progress")
         self.progress.hide()
-        self.status = QLabel()
-        self.status.setTextFormat(Qt.TextFormat.PlainText)
-        self.status.setWordWrap(True)
+        self.status = plain_label()
         self.status.setAccessibleName("Load status")
 
         self.buttons = QDialogButtonBox()

@@ -537,9 +537,9 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ VRAM
 
-    def vram_context(self) -> VramContext:
+    def vram_context(self, gpus: list[GpuMemory] | None = None) -> VramContext:
         used = self.tree.total_vram()
-        gpus = self._gpus()
+        gpus = gpus if gpus is not None else self._gpus()
         if gpus:
             total = sum(g.total_bytes for g in gpus)
             return VramContext(total, sum(g.used_bytes for g in gpus), "nvml")
@@ -578,7 +578,7 @@ class MainWindow(QMainWindow):
         else:
             self.gpu_label.hide()
         for dialog in self._load_dialogs:
-            dialog.set_vram(self.vram_context())
+            dialog.set_vram(self.vram_context(gpus))
             dialog.set_models(self.tree.models())
 
     # ------------------------------------------------------------------ load

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 from lmgui.api.client import normalize_base_url
 from lmgui.core.actions import LoadRequest
 from lmgui.core.notify import KINDS
+from lmgui.ui.widgets import ERROR, WARNING, plain_label
 
 __all__ = ["SettingsDialog", "SettingsValues", "url_problem"]
 
@@ -69,15 +69,6 @@ def url_problem(text: str) -> str | None:
     return None
 
 
-def _note(text: str, colour: str = "") -> QLabel:
-    label = QLabel(text)
-    label.setTextFormat(Qt.TextFormat.PlainText)
-    label.setWordWrap(True)
-    if colour:
-        label.setStyleSheet(f"color: {colour};")
-    return label
-
-
 def _seconds(value_ms: int, name: str, low: float = 0.5) -> QDoubleSpinBox:
     spin = QDoubleSpinBox()
     spin.setAccessibleName(name)
@@ -105,7 +96,6 @@ class SettingsDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("lmgui settings")
-        self._initial = values
         self._profiles = list(values.profiles) or [("Local", values.server_url)]
         self._has_token = has_token
         tabs = QTabWidget()
@@ -124,7 +114,7 @@ class SettingsDialog(QDialog):
         self.server = QLineEdit(self._profiles[active][1])
         self.server.setAccessibleName("Server address")
         self.server.setPlaceholderText("http://127.0.0.1:1234")
-        self.server_error = _note("", "#b00020")
+        self.server_error = plain_label(colour=ERROR)
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setAccessibleName("API token")
@@ -135,7 +125,7 @@ class SettingsDialog(QDialog):
         )
         self.clear_token = QCheckBox("Remove the stored token")
         self.clear_token.setVisible(has_token)
-        self.token_note = _note(keyring_note or "Tokens are kept in your system keyring.")
+        self.token_note = plain_label(keyring_note or "Tokens are kept in your system keyring.")
         row = QHBoxLayout()
         row.addWidget(self.profile_box, 1)
         row.addWidget(self.add_profile)
@@ -158,7 +148,9 @@ class SettingsDialog(QDialog):
         poll_form = QFormLayout()
         poll_form.addRow("&Window open, refresh every:", self.poll)
         poll_form.addRow("&Only in the tray, every:", self.hidden_poll)
-        poll_form.addRow("", _note("While a load is in progress lmgui refreshes every 0.5 s."))
+        poll_form.addRow(
+            "", plain_label("While a load is in progress lmgui refreshes every 0.5 s.")
+        )
         poll_tab = QWidget()
         poll_tab.setLayout(poll_form)
         tabs.addTab(poll_tab, "Refresh")
@@ -189,14 +181,16 @@ class SettingsDialog(QDialog):
             window_layout.addWidget(w)
         if not tray_available:
             window_layout.addWidget(
-                _note(
+                plain_label(
                     "No system tray was found: closing the window quits lmgui, and it starts "
                     "minimized rather than hidden.",
-                    "#8a5a00",
+                    WARNING,
                 )
             )
         if not autostart_supported:
-            window_layout.addWidget(_note("Starting on login is not supported here.", "#8a5a00"))
+            window_layout.addWidget(
+                plain_label("Starting on login is not supported here.", WARNING)
+            )
         window_layout.addStretch(1)
         tabs.addTab(window_tab, "Window")
 
@@ -211,7 +205,7 @@ class SettingsDialog(QDialog):
         memory_form = QFormLayout()
         memory_form.addRow("&VRAM budget:", self.budget)
         memory_form.addRow(
-            "", _note("Your GPU's memory, for the fit check when NVML cannot measure it.")
+            "", plain_label("Your GPU's memory, for the fit check when NVML cannot measure it.")
         )
         memory_tab = QWidget()
         memory_tab.setLayout(memory_form)
@@ -237,7 +231,7 @@ class SettingsDialog(QDialog):
         loading_layout = QVBoxLayout(loading_tab)
         loading_layout.addWidget(self.confirm)
         loading_layout.addWidget(
-            _note(
+            plain_label(
                 "Settings last used for each model: they prefill the load dialog and are used by "
                 "the tray's Load menu. Tick a model to make it a favourite."
             )

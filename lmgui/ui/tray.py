@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QAction, QIcon
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from lmgui.core.format import human_bytes, human_count, human_duration
@@ -31,7 +31,6 @@ class TrayInstance:
     context_length: int | None
     vram_bytes: int
     ttl_left: float | None = None
-    ttl_by_lmgui: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,6 +185,3 @@ class TrayController(QObject):
         quiet.toggled.connect(self.notifications_paused_toggled.emit)
         menu.addSeparator()
         self._act(menu, "Quit lmgui", self.quit_requested.emit)
-
-    def icon_for_tests(self) -> QIcon:
-        return self.icon.icon()

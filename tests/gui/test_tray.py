@@ -30,7 +30,7 @@ STATE = TrayState(
     server="http://127.0.0.1:1234",
     connection=ConnectionState.CONNECTED,
     instances=[
-        TrayInstance("qwen/qwen3-4b", "qwen/qwen3-4b", 8192, 3_300_000_000, 1800.0, True),
+        TrayInstance("qwen/qwen3-4b", "qwen/qwen3-4b", 8192, 3_300_000_000, 1800.0),
         TrayInstance("google/gemma-3-270m:2", "google/gemma-3-270m", 4096, 340_000_000),
     ],
     last_refresh=1_700_000_000.0,
