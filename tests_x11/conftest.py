@@ -22,6 +22,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
     if xsession.available():  # otherwise the test skips itself, saying what is missing
         _procs.extend(xsession.start())
+    else:
+        # Without a display Qt's default xcb platform aborts the process before any test can
+        # skip; offscreen lets the x11 fixture say what is missing.
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
