@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -26,9 +27,12 @@ from lmgui.api import (
     DEFAULT_BASE_URL,
     ApiError,
     LMStudioClient,
+    NotFoundError,
     with_retries,
 )
-from lmgui.api.client import Exchange, GpuSetting, normalize_base_url
+from lmgui.api.errors import InvalidServerUrl
+from lmgui.api.auth import clean_token
+from lmgui.api.client import Exchange, GpuSetting, check_base_url
 from lmgui.api.events import (
     ErrorEvent,
     MessageDelta,
@@ -38,7 +42,8 @@ from lmgui.api.events import (
     ReasoningEnd,
 )
 from lmgui.core.format import capabilities, human_bytes, human_count
-from lmgui.core.paths import AppPaths
+from lmgui.core.messages import not_applied_sentence
+from lmgui.core.paths import AppPaths, open_private
 from lmgui.core.requests import LoadRequest
 from lmgui.core.responses import LastResponses
 from lmgui.core.secrets import TokenStore
@@ -81,6 +86,16 @@ def _gpu(text: str) -> GpuSetting:
         raise argparse.ArgumentTypeError("use max, off or a fraction from 0 to 1") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError("use max, off or a fraction from 0 to 1")
+    return value
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
 
 
@@ -172,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from the last response for this server and model",
     )
     chat.add_argument("--system", metavar="PROMPT", help="system prompt")
-    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--temperature", type=_finite)
     chat.add_argument("--max-output-tokens", type=_positive)
     chat.add_argument("--reasoning", choices=["off", "low", "medium", "high", "on"])
     chat.add_argument("--no-store", action="store_true", help="do not keep the turn on the server")
@@ -294,14 +309,14 @@ class Cli:
             via = " (through lms)" if result.via == "lms" else ""
             self.out.write(f"Loaded {a.model} as {result.instance_id}{secs}{via}.\n")
         if result.not_applied:
-            self.note(
-                "Warning: the server did not apply "
-                + ", ".join(result.not_applied)
-                + " (LM Studio's REST API does not take them, and lms is not available here)."
-            )
+            self.note("Warning: " + not_applied_sentence(result))
 
     async def unload(self, c: LMStudioClient) -> None:
         a = self.args
+        if a.instance_id is not None and not a.instance_id.strip():
+            raise UsageError("Name the instance to unload (lmgui ps lists them).")
+        if a.model is not None and not a.model.strip():
+            raise UsageError("Name the model whose instances to unload (lmgui ls lists them).")
         if a.instance_id:
             await c.unload(a.instance_id)
             done = [a.instance_id]
@@ -310,9 +325,13 @@ class Cli:
             if a.model and not any(m.key == a.model for m in models):
                 raise UsageError(f"The server has no model with the key {a.model!r}.")
             ids = [i.id for m in models if a.all or m.key == a.model for i in m.instances]
+            done = []
             for iid in ids:
-                await c.unload(iid)
-            done = ids
+                try:
+                    await c.unload(iid)
+                except NotFoundError:
+                    continue  # another client unloaded it first: not an error, go on
+                done.append(iid)
             after = await with_retries(c.list_models)
             left = [i.id for m in after if a.all or m.key == a.model for i in m.instances]
             if left:
@@ -450,14 +469,15 @@ class Cli:
 
 def _resolve_token(args: argparse.Namespace, server: str) -> str | None:
     token: str | None = getattr(args, "token", None) or os.environ.get("LM_API_TOKEN") or None
-    if token is None:
+    if token is None or not token.strip():
         token = TokenStore().get(server)
-    return token
+    # A token file saved on Windows, or $(cat file), ends in a line break: never part of it.
+    return clean_token(token)
 
 
 def _exchange_logger(path: str) -> tuple[Callable[[Exchange], None], IO[str]]:
     try:
-        handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the caller
+        handle = open_private(Path(path))
     except OSError as exc:
         raise UsageError(f"Cannot open the log file {path}: {exc.strerror}.") from None
 
@@ -469,7 +489,7 @@ def _exchange_logger(path: str) -> tuple[Callable[[Exchange], None], IO[str]]:
 
 
 async def _run(args: argparse.Namespace, paths: AppPaths, out: TextIO, err: TextIO) -> None:
-    server = normalize_base_url(
+    server = check_base_url(
         getattr(args, "server", None) or os.environ.get("LMGUI_SERVER") or DEFAULT_BASE_URL
     )
     token = _resolve_token(args, server)
@@ -491,8 +511,7 @@ def _log_crash(paths: AppPaths) -> Path:
     """Append the current exception's traceback to lmgui's log file; return the file's path."""
     path = paths.log_dir / "lmgui.log"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as f:
+        with open_private(path) as f:
             f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} lmgui {__version__}\n")
             f.write(traceback.format_exc())
     except OSError:
@@ -523,9 +542,11 @@ def main(
     if not getattr(args, "verbose", False):
         logging.getLogger("httpx").setLevel(logging.WARNING)
     started = time.monotonic()
+    paths = paths or AppPaths.default()
+    paths.tighten()
     try:
-        asyncio.run(_run(args, paths or AppPaths.default(), out, err))
-    except UsageError as exc:
+        asyncio.run(_run(args, paths, out, err))
+    except (UsageError, InvalidServerUrl) as exc:
         err.write(f"lmgui: {exc}\n")
         return EXIT_USAGE
     except ApiError as exc:
@@ -537,7 +558,7 @@ def main(
     except BrokenPipeError:
         return EXIT_OK
     except Exception as exc:  # a bug: one line for the user, the traceback in the log file
-        where = _log_crash(paths or AppPaths.default())
+        where = _log_crash(paths)
         err.write(
             f"lmgui: unexpected error ({type(exc).__name__}: {exc}); details are in {where}.\n"
         )

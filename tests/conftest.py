@@ -9,6 +9,9 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_API", "pyside6")
 os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+# The suite never runs a real lms: it would load into the developer's own LM Studio. Tests that
+# need one put a fake lms on PATH and take this away.
+os.environ["LMGUI_LMS"] = "off"
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -19,6 +22,7 @@ import pytest
 
 from lmgui.api import LMStudioClient
 from lmgui.sim import ManualClock, SimConfig, Simulator
+from tests.hostile import hostile  # noqa: F401  (a fixture for every test folder)
 
 DATA = Path(__file__).parent / "data"
 

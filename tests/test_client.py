@@ -172,9 +172,14 @@ async def test_extension_options_go_through_lms_when_the_server_is_local(
     assert result.load_config["context_length"] == 8192
     assert result.not_applied == ()
     argv = json.loads((tmp_path / "argv.json").read_text())
+    port = str(httpx.URL(sim.url).port)
     assert argv == [
         "load",
         "qwen/qwen3-4b",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
         "--gpu",
         "max",
         "--ttl",
@@ -198,7 +203,12 @@ async def test_lms_failure_is_an_error_with_its_message(sim: Simulator, tmp_path
 async def test_lms_is_never_used_for_a_remote_server(tmp_path: Path) -> None:
     lms = LmsRunner(str(tmp_path / "lms"))
     async with LMStudioClient("http://192.0.2.10:1234", lms=lms) as c:
-        assert c._lms_runner() is None
+        assert c._lms_runner() == "only reaches an LM Studio on this machine"
+    for url in ("https://127.0.0.1:1234", "http://me:pw@127.0.0.1:1234", "http://localhost/lm"):
+        async with LMStudioClient(url, lms=lms) as c:
+            assert c._lms_runner() == (
+                "cannot address a server behind https, a password or a path"
+            )
 
 
 # ----------------------------------------------------------------------------- chat

@@ -20,6 +20,7 @@ _procs: list[subprocess.Popen[bytes]] = []
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    os.environ["LMGUI_LMS"] = "off"  # never a real lms (tests/conftest.py)
     if xsession.available():  # otherwise the test skips itself, saying what is missing
         _procs.extend(xsession.start())
     else:

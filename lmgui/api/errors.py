@@ -15,13 +15,17 @@ __all__ = [
     "ApiError",
     "AuthError",
     "BadRequestError",
+    "DeadlineExceeded",
+    "InvalidServerUrl",
     "NotFoundError",
     "ProtocolError",
+    "ResponseTooLarge",
     "ServerError",
     "ServerUnreachable",
     "UnsupportedServer",
     "dedupe_joined_message",
     "first_readable_line",
+    "page_title",
 ]
 
 
@@ -57,6 +61,11 @@ class ServerUnreachable(ApiError):
     """Connect failure, timeout, DNS failure or a connection dropped mid-response."""
 
 
+class DeadlineExceeded(ServerUnreachable):
+    """The server kept the connection open but did not finish answering in the time allowed
+    (a server that sends a byte every few seconds, or one stopped mid-answer). Not retried."""
+
+
 class AuthError(ApiError):
     """401 or 403: a token is missing, malformed or lacks permission."""
 
@@ -86,6 +95,14 @@ class ProtocolError(ApiError):
     """Not JSON, the wrong shape, or a 200 that carries an error."""
 
 
+class ResponseTooLarge(ProtocolError):
+    """The answer passed a size limit; lmgui stopped reading it and closed the connection."""
+
+
+class InvalidServerUrl(ApiError):
+    """The server address cannot be used (a bad port, an unclosed bracket, not http or https)."""
+
+
 class UnsupportedServer(ApiError):
     """The server has no /api/v1: LM Studio older than 0.4, or not LM Studio."""
 
@@ -109,6 +126,16 @@ def first_readable_line(body: str, limit: int = 200) -> str:
         if line:
             return line if len(line) <= limit else line[: limit - 1] + "…"
     return ""
+
+
+def page_title(body: str, limit: int = 120) -> str:
+    """A web page's title, else its first readable line."""
+    title = _TITLE.search(body)
+    if title:
+        text = " ".join(html.unescape(_TAG.sub(" ", title.group(1))).split())
+        if text:
+            return text if len(text) <= limit else text[: limit - 1] + "…"
+    return first_readable_line(body, limit)
 
 
 def dedupe_joined_message(message: str) -> str:
