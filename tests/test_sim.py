@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,10 @@ import pytest
 
 from lmgui.api import LMStudioClient, Model
 from lmgui.api.errors import dedupe_joined_message
-from lmgui.sim import ManualClock, Simulator, load_catalog, synthetic_catalog
+from lmgui.sim import ManualClock, SimConfig, Simulator, load_catalog, synthetic_catalog
+from lmgui.sim.__main__ import exposure_warning, is_loopback
+from lmgui.sim.__main__ import main as sim_main
+from lmgui.sim.server import STREAM_ERROR
 from tests.conftest import SimFactory, wait_until
 
 
@@ -192,6 +197,286 @@ async def test_auth_body_when_a_token_is_required(make_sim: SimFactory) -> None:
         assert err["code"] == "invalid_api_key" and "token is required" in err["message"]
     r = await raw(sim, "GET", "/api/v1/models", Authorization="Bearer sk-lm-x:y")
     assert r.status_code == 200
+
+
+async def test_tokens_are_compared_in_constant_time_on_bytes(
+    make_sim: SimFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compared: list[tuple[object, object]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    sim = make_sim(token="sk-lm-x:y")
+    wrong = await raw(sim, "GET", "/api/v1/models", Authorization="Bearer sk-lm-x:z")
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["message"] == "Invalid LM Studio API token provided."
+    right = await raw(sim, "GET", "/api/v1/models", Authorization="Bearer sk-lm-x:y")
+    assert right.status_code == 200
+    assert compared == [(b"sk-lm-x:z", b"sk-lm-x:y"), (b"sk-lm-x:y", b"sk-lm-x:y")]
+
+
+async def test_a_non_ascii_token_is_a_401_not_a_500(make_sim: SimFactory) -> None:
+    sim = make_sim(token="sk-lm-x:y")
+    async with httpx.AsyncClient(base_url=sim.url) as h:
+        for token in ("sk-lm-x:ÿ", "sk-lm-ключ:секрет", "clé"):
+            r = await h.get(
+                "/api/v1/models", headers={b"Authorization": f"Bearer {token}".encode()}
+            )
+            assert r.status_code == 401, token
+            assert r.json()["error"]["code"] == "invalid_api_key"
+    assert "Malformed LM Studio API token provided: clé" in r.json()["error"]["message"]
+
+
+async def test_a_non_ascii_configured_token_is_accepted(make_sim: SimFactory) -> None:
+    sim = make_sim(token="sk-lm-ключ:секрет")
+    async with httpx.AsyncClient(base_url=sim.url) as h:
+        auth = {b"Authorization": "Bearer sk-lm-ключ:секрет".encode()}
+        assert (await h.get("/api/v1/models", headers=auth)).status_code == 200
+        r = await h.get("/api/v1/models", headers={b"Authorization": b"Bearer sk-lm-x:y"})
+        assert r.status_code == 401
+
+
+# ----------------------------------------------------------------------------- lmgui-sim
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.4.5.6", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("localhost", True),
+        ("LocalHost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("192.168.1.20", False),
+        ("10.0.0.1", False),
+        ("fe80::1", False),
+        ("my-workstation", False),
+    ],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+    warning = exposure_warning(host, None)
+    assert (warning is None) is loopback
+    assert exposure_warning(host, "sk-lm-a:b") is None
+
+
+def test_exposure_warning_text() -> None:
+    assert exposure_warning("0.0.0.0", None) == (
+        "lmgui-sim: listening on 0.0.0.0 without --token: anyone who can reach this port can "
+        "load, unload and chat."
+    )
+    assert exposure_warning("0.0.0.0", "") is not None  # an empty token lets everyone in
+
+
+def run_sim_main(monkeypatch: pytest.MonkeyPatch, *argv: str) -> SimConfig:
+    """``lmgui-sim ARGV`` with binding and serving stubbed out (nothing listens anywhere)."""
+    configs: list[SimConfig] = []
+    monkeypatch.setattr(Simulator, "bind", lambda self: None)
+    monkeypatch.setattr(Simulator, "serve_forever", lambda self: configs.append(self.config))
+    monkeypatch.setattr("lmgui.sim.__main__.signal.signal", lambda *args: None)
+    assert sim_main(list(argv)) == 0
+    [config] = configs
+    return config
+
+
+def test_lmgui_sim_warns_when_exposed_without_a_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_sim_main(monkeypatch, "--host", "0.0.0.0", "--port", "0")
+    err = capsys.readouterr().err
+    assert err == (
+        "lmgui-sim: listening on 0.0.0.0 without --token: anyone who can reach this port can "
+        "load, unload and chat.\n"
+    )
+    for args in (["--host", "0.0.0.0", "--token", "sk-lm-a:b"], ["--host", "127.0.0.1"], []):
+        run_sim_main(monkeypatch, *args, "--port", "0")
+        assert capsys.readouterr().err == ""
+
+
+def test_lmgui_sim_stream_fault_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = run_sim_main(monkeypatch, "--port", "0")
+    assert config.stream_error is None and config.stream_stall_after is None
+    assert not config.stream_comments_only and config.stream_fault_seconds == 120.0
+    config = run_sim_main(
+        monkeypatch,
+        "--port",
+        "0",
+        "--stream-error",
+        "end",
+        "--stream-error-after",
+        "0",
+        "--stream-stall-after",
+        "5",
+        "--stream-comments-only",
+        "--stream-comment-interval-ms",
+        "250",
+        "--stream-fault-seconds",
+        "7.5",
+    )
+    assert config.stream_error == "end" and config.stream_error_after == 0
+    assert config.stream_stall_after == 5 and config.stream_comments_only
+    assert config.stream_comment_interval_ms == 250.0 and config.stream_fault_seconds == 7.5
+
+
+# ----------------------------------------------------------------------------- stream faults
+
+STREAM_CHAT = {"model": "google/gemma-3-270m", "input": "hi", "stream": True}
+
+
+def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, data) for each frame of a raw SSE body."""
+    out = []
+    for frame in text.split("\n\n"):
+        if not frame.strip():
+            continue
+        event_line, data_line = frame.split("\n")
+        name = event_line.removeprefix("event: ")
+        data = json.loads(data_line.removeprefix("data: "))
+        assert data["type"] == name
+        out.append((name, data))
+    return out
+
+
+async def stream_text(sim: Simulator, body: dict[str, Any] | None = None) -> str:
+    async with httpx.AsyncClient(base_url=sim.url, timeout=10) as h:
+        r = await h.post("/api/v1/chat", json=body or STREAM_CHAT)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    return r.text
+
+
+async def test_stream_error_then_close(sim: Simulator) -> None:
+    sim.config.stream_error = "close"  # settable while the simulator runs
+    events = sse_events(await stream_text(sim))
+    names = [name for name, _ in events]
+    assert names[0] == "chat.start" and names[-1] == "error" and "chat.end" not in names
+    assert names.count("message.delta") == 3 and "message.end" not in names
+    assert events[-1][1] == {
+        "type": "error",
+        "error": {
+            "type": "internal_error",
+            "message": "Model crashed while generating (simulated fault)",
+            "code": "model_crashed",
+        },
+    }
+    assert sim.state.responses == {}  # the crashed turn is not stored
+    sim.config.stream_error = None
+    names = [name for name, _ in sse_events(await stream_text(sim))]
+    assert names[-1] == "chat.end" and "error" not in names
+
+
+async def test_stream_error_then_chat_end(make_sim: SimFactory) -> None:
+    sim = make_sim(stream_error="end")
+    events = sse_events(await stream_text(sim))
+    names = [name for name, _ in events]
+    assert names[-2:] == ["error", "chat.end"] and names.count("error") == 1
+    assert names.count("message.delta") == 3
+    assert events[-2][1] == {"type": "error", **STREAM_ERROR}
+    assert events[-1][1] == {
+        "type": "chat.end",
+        "result": {"model_instance_id": "google/gemma-3-270m", "output": [], "stats": {}},
+    }
+
+
+@pytest.mark.parametrize(("after", "deltas"), [(0, 0), (5, 5), (10_000, None)])
+async def test_stream_error_after_n_deltas(
+    make_sim: SimFactory, after: int, deltas: int | None
+) -> None:
+    sim = make_sim(stream_error="close", stream_error_after=after)
+    names = [name for name, _ in sse_events(await stream_text(sim))]
+    assert names[-1] == "error" and "chat.end" not in names
+    if deltas is None:  # fewer deltas than that: the error comes where chat.end would have
+        assert names[-2] == "message.end"
+    else:
+        assert names.count("message.delta") == deltas
+
+
+async def test_stream_error_counts_reasoning_deltas_too(make_sim: SimFactory) -> None:
+    sim = make_sim(stream_error="end", stream_error_after=2)
+    body = {"model": "qwen/qwen3-4b", "input": "think", "stream": True}
+    names = [name for name, _ in sse_events(await stream_text(sim, body))]
+    assert names.count("reasoning.delta") == 2 and "message.start" not in names
+    assert names[-2:] == ["error", "chat.end"]
+
+
+async def test_stream_stall_closes_after_the_fault_time(make_sim: SimFactory) -> None:
+    sim = make_sim(stream_stall_after=2, stream_fault_seconds=0.5)
+    started = time.monotonic()
+    names = [name for name, _ in sse_events(await stream_text(sim))]
+    assert time.monotonic() - started >= 0.45
+    assert names.count("message.delta") == 2
+    assert names[-1] == "message.delta" and "chat.end" not in names and "error" not in names
+
+
+async def test_a_stalled_stream_ends_when_the_client_disconnects(make_sim: SimFactory) -> None:
+    sim = make_sim(stream_stall_after=2)  # would stall for 120 s
+    async with (
+        httpx.AsyncClient(base_url=sim.url, timeout=10) as h,
+        h.stream("POST", "/api/v1/chat", json=STREAM_CHAT) as r,
+    ):
+        deltas = 0
+        async for line in r.aiter_lines():
+            deltas += line == "event: message.delta"
+            if deltas == 2:
+                assert sim.active_requests == 1  # stalled, until it sees the disconnect
+                break
+
+    async def ended() -> bool:
+        return sim.active_requests == 0
+
+    await wait_until(ended, within=5)
+
+
+async def test_comments_only_stream(make_sim: SimFactory) -> None:
+    sim = make_sim(
+        stream_comments_only=True, stream_comment_interval_ms=50, stream_fault_seconds=0.4
+    )
+    started = time.monotonic()
+    text = await stream_text(sim)
+    assert time.monotonic() - started >= 0.35
+    assert set(text.split(": keep-alive\n\n")) == {""}  # nothing but comment lines
+    assert 3 <= text.count(": keep-alive") <= 12  # one every 50 ms for 0.4 s
+    assert sim.state.instances == {}  # no JIT load was begun for it
+
+
+@pytest.mark.parametrize(
+    "fault", [{"stream_stall_after": 1}, {"stream_comments_only": True}], ids=["stall", "comments"]
+)
+async def test_stop_is_prompt_during_a_stalled_stream(
+    make_sim: SimFactory, fault: dict[str, Any]
+) -> None:
+    sim = make_sim(stream_comment_interval_ms=20, **fault)
+    lines: list[str] = []
+
+    async def going() -> bool:
+        return "event: message.delta" in lines or ": keep-alive" in lines
+
+    async with (
+        httpx.AsyncClient(base_url=sim.url, timeout=10) as h,
+        h.stream("POST", "/api/v1/chat", json=STREAM_CHAT) as r,
+    ):
+        reading = asyncio.create_task(_collect(r, lines))
+        await wait_until(going)
+        started = time.monotonic()
+        await asyncio.to_thread(sim.stop)
+        stopped_in = time.monotonic() - started
+        await asyncio.wait_for(reading, 5)  # the stream ended, without chat.end
+    # uvicorn's graceful-shutdown timeout is 1 s: the stream ended well before it ran out
+    assert stopped_in < 0.9, stopped_in
+    assert "event: chat.end" not in lines
+
+
+async def _collect(r: httpx.Response, lines: list[str]) -> None:
+    async for line in r.aiter_lines():
+        lines.append(line)
 
 
 # ----------------------------------------------------------------------------- instances

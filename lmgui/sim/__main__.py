@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,37 @@ def _rate(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError("must be a fraction from 0 to 1")
     return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ::1 (also written ``[::1]`` or ::ffff:127.x)."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False  # another host name: it may resolve to any interface
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
+    return addr.is_loopback
+
+
+def exposure_warning(host: str, token: str | None) -> str | None:
+    """The one-line warning for a server others can reach and use without a token, else None."""
+    if token or is_loopback(host):  # an empty --token "" lets every request in
+        return None
+    return (
+        f"lmgui-sim: listening on {host or 'every address'} without --token: anyone who can "
+        "reach this port can load, unload and chat."
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +81,43 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--error-rate", type=_rate, default=0.0, help="share of HTML 500s")
     faults.add_argument("--drop-rate", type=_rate, default=0.0, help="share of dropped responses")
     faults.add_argument("--truncate-rate", type=_rate, default=0.0, help="share cut short")
+    faults.add_argument(
+        "--stream-error",
+        choices=["close", "end"],
+        help="streams send an SSE error event, then close (no chat.end) or end with chat.end",
+    )
+    faults.add_argument(
+        "--stream-error-after",
+        type=_count,
+        default=3,
+        metavar="N",
+        help="content deltas sent before --stream-error (default 3)",
+    )
+    faults.add_argument(
+        "--stream-stall-after",
+        type=_count,
+        metavar="N",
+        help="streams go silent after N content deltas, then close",
+    )
+    faults.add_argument(
+        "--stream-comments-only",
+        action="store_true",
+        help="streams send only ': keep-alive' comment lines, no events, then close",
+    )
+    faults.add_argument(
+        "--stream-comment-interval-ms",
+        type=float,
+        default=1000.0,
+        metavar="MS",
+        help="interval of those comment lines (default 1000)",
+    )
+    faults.add_argument(
+        "--stream-fault-seconds",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="how long a stalled or comments-only stream lasts (default 120)",
+    )
     return p
 
 
@@ -82,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         error_rate=args.error_rate,
         drop_rate=args.drop_rate,
         truncate_rate=args.truncate_rate,
+        stream_error=args.stream_error,
+        stream_error_after=args.stream_error_after,
+        stream_stall_after=args.stream_stall_after,
+        stream_comments_only=args.stream_comments_only,
+        stream_comment_interval_ms=args.stream_comment_interval_ms,
+        stream_fault_seconds=args.stream_fault_seconds,
     )
     sim = Simulator(config, catalog=catalog)
     try:
@@ -91,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"lmgui-sim: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
         )
         return 1
+    warning = exposure_warning(args.host, args.token)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if hasattr(signal, "SIGUSR1"):
         # `kill -USR1 PID` simulates a server restart: every instance and stored response is gone.
         signal.signal(signal.SIGUSR1, lambda *_: sim.state.restart())

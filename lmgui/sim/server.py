@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import random
 import socket
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -55,6 +56,17 @@ _HTML_500 = (
     "<style>body{font-family:sans-serif}</style></head><body><h1>Internal Server Error</h1>"
     "<p>llama_decode returned -3 (simulated fault)</p></body></html>"
 )
+STREAM_ERROR: dict[str, Any] = {
+    "error": {
+        "type": "internal_error",
+        "message": "Model crashed while generating (simulated fault)",
+        "code": "model_crashed",
+    }
+}
+"""The body of the SSE ``error`` event a ``stream_error`` fault sends (after ``type: error``)."""
+KEEP_ALIVE = b": keep-alive\n\n"
+_DELTAS = (b"event: reasoning.delta\n", b"event: message.delta\n")
+_POLL = 0.05  # seconds between checks of a stalled stream for the simulator's shutdown
 
 
 @dataclass(frozen=True)
@@ -209,8 +221,27 @@ class _Pacer:
             await asyncio.sleep(delay)
 
 
-def create_app(state: SimState) -> Starlette:
+def _token_matches(given: bytes, expected: str) -> bool:
+    """Constant-time comparison, on bytes so that any token (non-ASCII too) compares."""
+    return hmac.compare_digest(given, expected.encode("utf-8"))
+
+
+async def _linger(seconds: float, stopping: threading.Event) -> bool:
+    """Sleep up to ``seconds`` in short steps; False when the simulator began to stop."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + seconds
+    while not stopping.is_set():
+        left = until - loop.time()
+        if left <= 0:
+            return True
+        await asyncio.sleep(min(_POLL, left))
+    return False
+
+
+def create_app(state: SimState, stopping: threading.Event | None = None) -> Starlette:
+    """The ASGI app over ``state``; ``stopping``, once set, ends stalled fault streams."""
     cfg = state.config
+    stopping = stopping or threading.Event()
 
     async def list_models(request: Request) -> Response:
         if cfg.models_shape == "v0":
@@ -259,15 +290,16 @@ def create_app(state: SimState) -> Starlette:
         body = validate_chat(await _json_body(request))
         entry, inst = state.resolve_chat_target(body["model"])
         turn = _Turn(state, body, entry)
+        if body.get("stream") and cfg.stream_comments_only:
+            return _sse(comments_only())
         jit = None
         if inst is None and not turn.unknown_previous:
             jit = inst = state.begin_load(entry["key"], {}, jit=True)
         if body.get("stream"):
-            return StreamingResponse(
-                stream(turn, inst, jit),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache"},
-            )
+            frames = stream(turn, inst, jit)
+            if not turn.unknown_previous and inst is not None:
+                frames = faulty(frames, inst.id)
+            return _sse(frames)
         if turn.unknown_previous:
             raise _unknown_previous(body["previous_response_id"])
         assert inst is not None
@@ -285,7 +317,7 @@ def create_app(state: SimState) -> Starlette:
 
     async def stream(
         turn: _Turn, inst: SimInstance | None, jit: SimInstance | None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         iid = inst.id if inst else turn.entry["key"]
         yield _frame("chat.start", {"model_instance_id": iid})
         if turn.unknown_previous or inst is None:
@@ -342,6 +374,49 @@ def create_app(state: SimState) -> Starlette:
         load_s = jit.load_seconds if jit else None
         yield _frame("chat.end", {"result": turn.result(inst.id, rid, load_s)})
 
+    async def comments_only() -> AsyncGenerator[bytes, None]:
+        """The ``stream_comments_only`` fault: keep-alive comments, never an event."""
+        interval = max(cfg.stream_comment_interval_ms, 1.0) / 1000
+        deadline = asyncio.get_running_loop().time() + cfg.stream_fault_seconds
+        while True:
+            yield KEEP_ALIVE
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0 or not await _linger(min(interval, left), stopping):
+                return
+
+    async def faulty(frames: AsyncGenerator[bytes, None], iid: str) -> AsyncGenerator[bytes, None]:
+        """Pass a stream's frames on, applying ``stream_stall_after`` and ``stream_error``.
+
+        A fault fires before the content delta that would exceed its count, or before
+        ``chat.end`` when the answer has fewer deltas. Either way the rest of the turn is
+        dropped: nothing is stored, so the turn has no ``response_id``.
+        """
+        stall_at = cfg.stream_stall_after
+        error_mode = cfg.stream_error
+        error_at = cfg.stream_error_after
+        fault_seconds = cfg.stream_fault_seconds
+        if stall_at is None and error_mode is None:
+            async for frame in frames:
+                yield frame
+            return
+        sent = 0
+        async with contextlib.aclosing(frames):
+            async for frame in frames:
+                is_delta = frame.startswith(_DELTAS)
+                is_end = frame.startswith(b"event: chat.end\n")
+                if is_delta or is_end:
+                    if stall_at is not None and (is_end or sent >= stall_at):
+                        await _linger(fault_seconds, stopping)
+                        return  # close without chat.end
+                    if error_mode is not None and (is_end or sent >= error_at):
+                        yield _frame("error", STREAM_ERROR)
+                        if error_mode == "end":
+                            end = {"model_instance_id": iid, "output": [], "stats": {}}
+                            yield _frame("chat.end", {"result": end})
+                        return
+                sent += is_delta
+                yield frame
+
     async def download(request: Request) -> Response:
         body = as_object(await _json_body(request))
         check_keys(body, {"model", "quantization"}, ["model"])
@@ -387,6 +462,12 @@ def create_app(state: SimState) -> Starlette:
         ),
     ]
     return Starlette(routes=routes)
+
+
+def _sse(frames: AsyncGenerator[bytes, None]) -> StreamingResponse:
+    return StreamingResponse(
+        frames, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
 
 
 def _unknown_previous(rid: str) -> SimError:
@@ -463,9 +544,13 @@ class SimMiddleware:
             await _send_json(send, 200, _unexpected(scope["method"], path))
             return
         if cfg.token is not None:
-            given = headers.get("authorization", "")
-            token = given.removeprefix("Bearer ").strip() if given.startswith("Bearer ") else ""
-            if token != cfg.token:
+            # The raw header bytes (ASGI headers are bytes; the dict above is latin-1 text).
+            given = next((v for k, v in scope["headers"] if k.lower() == b"authorization"), b"")
+            raw_token = (
+                given.removeprefix(b"Bearer ").strip() if given.startswith(b"Bearer ") else b""
+            )
+            if not _token_matches(raw_token, cfg.token):
+                token = raw_token.decode("utf-8", "replace")
                 if not token:
                     message_text = _AUTH_REQUIRED
                 elif not token.startswith("sk-lm-"):
@@ -563,7 +648,8 @@ class Simulator:
             catalog if catalog is not None else DEMO_CATALOG, self.config, **kwargs
         )
         self.requests: deque[RecordedRequest] = deque(maxlen=1000)
-        self.app = SimMiddleware(create_app(self.state), self.state, self.requests)
+        self._stopping = threading.Event()
+        self.app = SimMiddleware(create_app(self.state, self._stopping), self.state, self.requests)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -602,6 +688,7 @@ class Simulator:
     def start(self) -> Self:
         """Serve in a daemon thread; returns once the socket accepts connections."""
         sock = self.bind()
+        self._stopping.clear()
         self._server = self._make_server()
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="lmgui-sim", daemon=True
@@ -616,6 +703,7 @@ class Simulator:
         self._server.run(sockets=[sock])
 
     def stop(self) -> None:
+        self._stopping.set()  # stalled and comments-only fault streams end at once
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -636,6 +724,12 @@ class Simulator:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    @property
+    def active_requests(self) -> int:
+        """Requests the server is still handling (a stalled stream counts until it ends)."""
+        server = self._server
+        return len(server.server_state.tasks) if server is not None else 0
 
     def received(self, method: str, path: str) -> list[RecordedRequest]:
         """Requests received for one route, oldest first."""

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from lmgui.sim.catalog import GB, REMOTE_CATALOG
 from lmgui.sim.textgen import Turn
@@ -66,6 +66,22 @@ class SimConfig:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     truncate_rate: float = 0.0
+    # stream faults (``POST /api/v1/chat`` with ``stream: true``); read when a stream starts
+    stream_error: Literal["close", "end"] | None = None
+    """Make every stream fail after ``stream_error_after`` content deltas with an SSE ``error``
+    event: ``"close"`` then closes the stream without ``chat.end``; ``"end"`` still sends a
+    ``chat.end`` (with an empty ``output``), as lmstudio-api.md says the real server does."""
+    stream_error_after: int = 3
+    """Content deltas (reasoning and message) sent before a ``stream_error``; 0 = before any."""
+    stream_stall_after: int | None = None
+    """Go silent after this many content deltas (0 = before any): no bytes at all until the
+    client disconnects or ``stream_fault_seconds`` pass, then close without ``chat.end``."""
+    stream_comments_only: bool = False
+    """Send nothing but SSE comment lines (``: keep-alive``), no event at all, not even
+    ``chat.start``, every ``stream_comment_interval_ms``; close after ``stream_fault_seconds``."""
+    stream_comment_interval_ms: float = 1000.0
+    stream_fault_seconds: float = 120.0
+    """How long a stalled or comments-only stream lasts before the simulator closes it."""
 
 
 class SimError(Exception):
