@@ -24,7 +24,8 @@ import qasync
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from lmgui.api.client import LMStudioClient, is_local_url, normalize_base_url
+from lmgui.api.client import LMStudioClient, check_base_url, is_local_url, normalize_base_url
+from lmgui.api.limits import Deadlines
 from lmgui.api.records import LoadResult
 from lmgui.core.actions import Actions, LoadRequest
 from lmgui.core.autostart import Autostart
@@ -32,7 +33,7 @@ from lmgui.core.chat_store import AsyncChatStore, ChatStore
 from lmgui.core.gpu import GpuMemory, NvmlReader
 from lmgui.core.ledger import InstanceLedger
 from lmgui.core.notify import KINDS, Notifier
-from lmgui.core.paths import AppPaths
+from lmgui.core.paths import AppPaths, PrivateRotatingFileHandler
 from lmgui.core.poller import ConnectionState, Poller, PollStatus
 from lmgui.core.secrets import TokenStore
 from lmgui.core.settings import Settings
@@ -67,8 +68,10 @@ class LmguiApp(QObject):
         token: str | None = None,
         demo: bool = False,
         poll_ms: int | None = None,
+        deadlines: Deadlines | None = None,
     ) -> None:
-        """``poll_ms`` replaces every poll interval (tests and benchmarks poll fast)."""
+        """``poll_ms`` replaces every poll interval (tests and benchmarks poll fast);
+        ``deadlines`` the client's (tests meet a stuck server in a second, not in twenty)."""
         super().__init__()
         qt_app = QApplication.instance()
         assert isinstance(qt_app, QApplication), "create the QApplication first"
@@ -85,15 +88,17 @@ class LmguiApp(QObject):
 
             self.sim = start_demo_simulator()
             server = self.sim.url
-        self.server_url = normalize_base_url(server or self.settings.server_url)
+        self.deadlines = deadlines or Deadlines()
+        self.server_url = check_base_url(server or self.settings.server_url)
         if server and not demo:
             self.settings.server_url = self.server_url
         # An explicit token (flag or environment) is used for this session only.
-        self.session_token = token or os.environ.get("LM_API_TOKEN") or None
+        self.session_token = (token or os.environ.get("LM_API_TOKEN") or "").strip() or None
         self.client = self._make_client()
         self.poller = Poller(
             self.client.poll_models,
             interval_ms=poll_ms or self.settings.poll_interval_ms,
+            slow_after_ms=int(min(5.0, self.deadlines.models / 4) * 1000),
             has_token=lambda: self.client.has_token,
             parent=self,
         )
@@ -157,7 +162,7 @@ class LmguiApp(QObject):
         return self.session_token or self.tokens.get(self.server_url)
 
     def _make_client(self) -> LMStudioClient:
-        return LMStudioClient(self.server_url, self._token())
+        return LMStudioClient(self.server_url, self._token(), deadlines=self.deadlines)
 
     def _ledger_path(self) -> Path:
         return self.paths.state_dir / f"instances-{_slug(self.server_url)}.json"
@@ -293,12 +298,9 @@ class LmguiApp(QObject):
 
     def _on_poller_status_changed(self, status: PollStatus) -> None:
         was, self._last_state = self._last_state, status.state
-        if was is ConnectionState.CONNECTED and status.state is not ConnectionState.CONNECTED:
+        if was.online and not status.state.online:
             self.notifier.say("server", "offline", "LM Studio is unreachable", status.message)
-        elif status.state is ConnectionState.CONNECTED and was not in (
-            ConnectionState.CONNECTED,
-            ConnectionState.CONNECTING,
-        ):
+        elif status.state.online and not was.online and was is not ConnectionState.CONNECTING:
             self.notifier.say(
                 "server", "online", "LM Studio is back", f"{self.server_url} answers again."
             )
@@ -483,8 +485,7 @@ def _setup_logging(paths: AppPaths) -> Path:
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        handler: logging.Handler = PrivateRotatingFileHandler(
             path, maxBytes=1_000_000, backupCount=3, encoding="utf-8"
         )
     except OSError:
@@ -520,6 +521,7 @@ def install_excepthook(log_path: Path) -> None:
 
 def run_gui(args: argparse.Namespace, paths: AppPaths | None = None) -> int:
     paths = paths or AppPaths.default()
+    paths.tighten()
     log_path = _setup_logging(paths)
     qt_app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(qt_app, QApplication)

@@ -249,3 +249,21 @@ def test_log_files_and_state_are_private(sim: Simulator, tmp_path: Path) -> None
     assert stat.S_IMODE(paths.state_dir.stat().st_mode) == 0o700
     for path in paths.state_dir.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+# ----------------------------------------------------------------------------- chat
+
+
+def test_a_stream_that_ends_in_an_error_says_the_servers_words(
+    make_sim: SimFactory, tmp_path: Path
+) -> None:
+    sim = make_sim(stream_error="close", stream_error_after=3)
+    code, out, err = run(
+        tmp_path, "chat", "google/gemma-3-270m", "hi", "--stream", "--server", sim.url
+    )
+    assert code == 1
+    assert out, "what arrived before the error is printed"
+    assert err.endswith(
+        f"lmgui: LM Studio at {sim.url} reported an error and ended the answer: Model crashed "
+        "while generating (simulated fault).\n"
+    )

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lmgui.core.paths import private_file
+
 __all__ = ["SCHEMA_VERSION", "AsyncChatStore", "ChatStore", "ThreadRecord", "TurnRecord"]
 
 T = TypeVar("T")
@@ -145,7 +147,8 @@ def _thread(row: sqlite3.Row) -> ThreadRecord:
 class ChatStore:
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
         if isinstance(path, Path):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600 before SQLite opens it: its -wal and -shm files take the same mode.
+            private_file(path)
         self._clock = clock
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row

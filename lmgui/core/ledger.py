@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lmgui.core.instances import InstanceInfo
+from lmgui.core.paths import private_dir
 from lmgui.core.snapshot import Snapshot
 
 __all__ = ["InstanceLedger", "LedgerEntry"]
@@ -58,7 +59,7 @@ class InstanceLedger:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".ledger-")
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump({k: asdict(v) for k, v in self.entries.items()}, f, indent=1)

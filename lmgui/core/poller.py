@@ -4,6 +4,11 @@ QtCore only. One single-shot timer is re-armed after each poll finishes, so poll
 overlap; ``poke()`` asks for a refresh now (or right after the poll in flight). While the server
 is unreachable the delay doubles up to ``max_backoff_ms``, and the first good poll resets it.
 Nothing is emitted for a poll that changed nothing.
+
+A poll that has not finished after ``slow_after_ms`` turns the state to SLOW (the table stays as
+it was); the client's own deadline for the model list ends it, as UNREACHABLE, and the schedule
+goes on from there. A poll asked for while polling is paused still runs (an unload is verified
+against a fresh list), and every poll ends with ``poll_finished``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ Fetch = Callable[[], Awaitable[list[Model] | None]]
 class ConnectionState(Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
+    SLOW = "slow"
     TOKEN_NEEDED = "token needed"
     TOKEN_REJECTED = "token rejected"
     UNREACHABLE = "unreachable"
@@ -41,7 +47,8 @@ class ConnectionState(Enum):
 
     @property
     def online(self) -> bool:
-        return self is ConnectionState.CONNECTED
+        """The last poll succeeded (SLOW: and the one in flight is taking long)."""
+        return self in (ConnectionState.CONNECTED, ConnectionState.SLOW)
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ class Poller(QObject):
         *,
         interval_ms: int = 2000,
         max_backoff_ms: int = 30_000,
+        slow_after_ms: int = 5000,
         has_token: Callable[[], bool] = lambda: False,
         parent: QObject | None = None,
     ) -> None:
@@ -89,8 +97,13 @@ class Poller(QObject):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._on_timer_timeout)
+        self._slow_timer = QTimer(self)
+        self._slow_timer.setSingleShot(True)
+        self._slow_timer.setInterval(slow_after_ms)
+        self._slow_timer.timeout.connect(self._on_slow_timer_timeout)
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        self._extra = False
         self._running = False
         self._failures = 0
         self.snapshot = Snapshot()
@@ -107,6 +120,7 @@ class Poller(QObject):
 
     def stop(self) -> None:
         self._running = False
+        self._extra = False
         self._timer.stop()
 
     @property
@@ -158,10 +172,20 @@ class Poller(QObject):
         return min(self.max_backoff_ms, backoff)
 
     def _on_timer_timeout(self) -> None:
-        if self._running and not self.in_flight:
+        extra, self._extra = self._extra, False
+        if (self._running or extra) and not self.in_flight:
             self._task = asyncio.ensure_future(self._poll())
 
+    def _on_slow_timer_timeout(self) -> None:
+        if self.in_flight and self.status.state is ConnectionState.CONNECTED:
+            seconds = self._slow_timer.interval() / 1000
+            self._set_status(
+                ConnectionState.SLOW,
+                f"The server has taken more than {seconds:g} s to send the model list.",
+            )
+
     async def _poll(self) -> None:
+        self._slow_timer.start()
         try:
             models = await self._fetch()
         except asyncio.CancelledError:
@@ -187,15 +211,17 @@ class Poller(QObject):
                     self.snapshot_changed.emit(d, new)
             self._set_status(ConnectionState.CONNECTED, "")
         finally:
+            self._slow_timer.stop()
             self._after_poll()
 
     def _after_poll(self) -> None:
-        if not self._running:
-            return
         if self._again:
+            # Asked for while this poll ran: one more, even with polling paused (an unload
+            # waits for a list fetched after it).
             self._again = False
+            self._extra = True
             self._timer.start(0)
-        else:
+        elif self._running:
             self._timer.start(self.next_delay_ms())
         self.poll_finished.emit()
 

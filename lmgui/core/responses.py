@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from lmgui.api.client import normalize_base_url
+from lmgui.core.paths import private_dir
 
 __all__ = ["LastResponses"]
 
@@ -35,7 +36,7 @@ class LastResponses:
     def set(self, server_url: str, model: str, response_id: str) -> None:
         data = self._read()
         data[self._key(server_url, model)] = response_id
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         # Write then rename, so a crash never leaves a half-written file.
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".responses-")
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -36,14 +36,16 @@ class TokenStore:
 
     def get(self, server_url: str) -> str | None:
         try:
-            return keyring.get_password(self.service, normalize_base_url(server_url))
+            token = keyring.get_password(self.service, normalize_base_url(server_url))
         except Exception as exc:  # any backend may fail: D-Bus, locked, absent
             self._failed(exc)
             return None
+        # Stored by another tool, or by an lmgui that kept a pasted line break.
+        return (token or "").strip() or None
 
     def set(self, server_url: str, token: str) -> bool:
         try:
-            keyring.set_password(self.service, normalize_base_url(server_url), token)
+            keyring.set_password(self.service, normalize_base_url(server_url), token.strip())
         except Exception as exc:
             self._failed(exc)
             return False

@@ -13,6 +13,7 @@ from typing import Any
 from PySide6.QtCore import QSettings
 
 from lmgui.api.client import DEFAULT_BASE_URL, normalize_base_url
+from lmgui.core.paths import private_dir
 from lmgui.core.requests import LoadRequest
 
 __all__ = ["Settings"]
@@ -20,7 +21,7 @@ __all__ = ["Settings"]
 
 class Settings:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self.q = QSettings(str(path), QSettings.Format.IniFormat)
 
     def value(self, key: str, default: Any = None) -> Any:

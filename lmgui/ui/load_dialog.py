@@ -32,9 +32,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lmgui.api.records import Model
+from lmgui.api.records import LoadResult, Model
 from lmgui.core.actions import LoadRequest
 from lmgui.core.format import human_bytes, human_count
+from lmgui.core.messages import not_applied_sentence
 from lmgui.core.vram import estimate_instance
 from lmgui.ui.widgets import ERROR, WARNING, plain_label
 
@@ -471,13 +472,12 @@ class LoadDialog(QDialog):
         self._tick.start()
         self.validate()
 
-    def show_finished(self, instance_id: str, not_applied: tuple[str, ...]) -> None:
+    def show_finished(self, result: LoadResult) -> None:
         self._stop()
-        if not_applied:
+        if result.not_applied:
             self.status.setStyleSheet("color: #8a5a00;")
             self.status.setText(
-                f"Loaded as {instance_id}. The server did not apply: {', '.join(not_applied)}"
-                + (" (lmgui enforces the TTL itself)." if "ttl" in not_applied else ".")
+                f"Loaded as {result.instance_id}. {not_applied_sentence(result, ttl_enforced=True)}"
             )
         else:
             self.accept()

@@ -42,6 +42,7 @@ from lmgui.api.records import Instance, LoadResult, Model
 from lmgui.core.actions import Actions, LoadRequest
 from lmgui.core.format import capabilities, human_bytes, human_count
 from lmgui.core.gpu import GpuMemory
+from lmgui.core.messages import not_applied_sentence
 from lmgui.core.poller import ConnectionState, Poller, PollStatus
 from lmgui.core.settings import Settings
 from lmgui.qtmodels.model_tree import Column, ModelFilterProxy, ModelTreeModel, Role, RowKind
@@ -55,6 +56,7 @@ __all__ = ["MainWindow"]
 STATE_TEXT = {
     ConnectionState.CONNECTING: "Connecting…",
     ConnectionState.CONNECTED: "Connected",
+    ConnectionState.SLOW: "Slow to answer",
     ConnectionState.TOKEN_NEEDED: "Token needed",
     ConnectionState.TOKEN_REJECTED: "Token rejected",
     ConnectionState.UNREACHABLE: "Unreachable",
@@ -516,7 +518,7 @@ class MainWindow(QMainWindow):
         self.state_label.setText(text)
         self.state_label.setToolTip(status.message or text)
         self.tree.set_dimmed(
-            status.state not in (ConnectionState.CONNECTED, ConnectionState.CONNECTING)
+            not status.state.online and status.state is not ConnectionState.CONNECTING
         )
         if status.message:
             self.statusBar().showMessage(status.message, 15000)
@@ -626,15 +628,14 @@ class MainWindow(QMainWindow):
 
     def _on_actions_load_finished(self, request: LoadRequest, result: LoadResult) -> None:
         for d in self._dialogs_for(request.model_key):
-            d.show_finished(result.instance_id, result.not_applied)
+            d.show_finished(result)
         msg = f"Loaded {request.model_key} as {result.instance_id}"
         if result.load_time_seconds:
             msg += f" in {result.load_time_seconds:.1f} s"
+        msg += "."
         if result.not_applied:
-            msg += f"; the server did not apply {', '.join(result.not_applied)}"
-            if "ttl" in result.not_applied:
-                msg += " (lmgui enforces the TTL itself)"
-        self.statusBar().showMessage(msg + ".", 15000)
+            msg += " " + not_applied_sentence(result, ttl_enforced=True)
+        self.statusBar().showMessage(msg, 15000)
         self.tree.set_instance_info(self.runner.ledger.infos())
 
     def _on_actions_load_failed(self, request: LoadRequest, message: str) -> None:

@@ -27,7 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lmgui.api.client import normalize_base_url
+from lmgui.api.auth import InvalidTokenError, clean_token
+from lmgui.api.client import check_base_url, normalize_base_url
+from lmgui.api.errors import InvalidServerUrl
 from lmgui.core.actions import LoadRequest
 from lmgui.core.notify import KINDS
 from lmgui.ui.widgets import ERROR, WARNING, plain_label
@@ -60,12 +62,23 @@ def url_problem(text: str) -> str | None:
     parts = urlsplit(normalize_base_url(text))
     if parts.scheme not in ("http", "https"):
         return "Use an http:// or https:// address."
-    if not parts.hostname:
-        return "The address needs a host name or IP address."
     try:
         _ = parts.port
     except ValueError:
         return "The port must be a number from 1 to 65535."
+    try:
+        check_base_url(text)
+    except InvalidServerUrl as exc:
+        return str(exc)
+    return None
+
+
+def token_problem(text: str) -> str | None:
+    """Why this token cannot be used (never repeating it), or None."""
+    try:
+        clean_token(text)
+    except InvalidTokenError as exc:
+        return str(exc)
     return None
 
 
@@ -115,6 +128,8 @@ class SettingsDialog(QDialog):
         self.server.setAccessibleName("Server address")
         self.server.setPlaceholderText("http://127.0.0.1:1234")
         self.server_error = plain_label(colour=ERROR)
+        self.token_error = plain_label(colour=ERROR)
+        self.token_error.setVisible(False)
         self.token = QLineEdit()
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setAccessibleName("API token")
@@ -136,6 +151,7 @@ class SettingsDialog(QDialog):
         server_form.addRow("&Server:", self.server)
         server_form.addRow("", self.server_error)
         server_form.addRow("API &token:", self.token)
+        server_form.addRow("", self.token_error)
         server_form.addRow("", self.clear_token)
         server_form.addRow("", self.token_note)
         server_tab = QWidget()
@@ -252,6 +268,7 @@ class SettingsDialog(QDialog):
 
         self._shown_profile = active
         self.server.textChanged.connect(self.validate)
+        self.token.textChanged.connect(self.validate)
         self.profile_box.currentIndexChanged.connect(self._on_profile_changed)
         self.profile_name.textEdited.connect(self._on_profile_name_edited)
         self.add_profile.clicked.connect(self._on_add_profile)
@@ -310,13 +327,17 @@ class SettingsDialog(QDialog):
         problem = url_problem(self.server.text())
         self.server_error.setText(problem or "")
         self.server_error.setVisible(bool(problem))
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(problem is None)
+        bad_token = token_problem(self.token.text())
+        self.token_error.setText(bad_token or "")
+        self.token_error.setVisible(bool(bad_token))
+        ok = problem is None and bad_token is None
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
         self.remove_profile.setEnabled(len(self._profiles) > 1)
-        return problem is None
+        return ok
 
     def values(self) -> SettingsValues:
         self._keep_fields()
-        token: str | None = self.token.text().strip() or None
+        token: str | None = clean_token(self.token.text())
         if self.clear_token.isChecked():
             token = ""
         favourites = tuple(

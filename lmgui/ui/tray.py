@@ -54,7 +54,7 @@ class TrayState:
 
 def icon_name(state: TrayState) -> str:
     """Which state icon: offline, a load in progress, instances loaded, or nothing loaded."""
-    if state.connection is not ConnectionState.CONNECTED:
+    if not state.connection.online:
         return "state-offline"
     if state.loading:
         return "state-loading"
@@ -63,9 +63,11 @@ def icon_name(state: TrayState) -> str:
 
 def tooltip(state: TrayState) -> str:
     lines = [f"lmgui: {state.server}"]
-    if state.connection is not ConnectionState.CONNECTED:
+    if not state.connection.online:
         lines.append(state.connection.value.capitalize())
     else:
+        if state.connection is ConnectionState.SLOW:
+            lines.append("Slow: the server is taking long to answer")
         n = len(state.instances)
         lines.append(
             f"{n} instance{'s' if n != 1 else ''} loaded" + (", loading…" if state.loading else "")
@@ -146,9 +148,10 @@ class TrayController(QObject):
         state = self._state()
         menu = self.menu
         menu.clear()
-        online = state.connection is ConnectionState.CONNECTED
+        online = state.connection.online
         header = menu.addAction(
             f"{len(state.instances)} loaded · about {human_bytes(state.vram_bytes)} VRAM"
+            + (" · server slow" if state.connection is ConnectionState.SLOW else "")
             if online
             else f"Server {state.connection.value}"
         )

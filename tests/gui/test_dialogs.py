@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QDialogButtonBox
 from pytestqt.qtbot import QtBot
 
 from lmgui.api import Instance, Model, Quantization
+from lmgui.api.records import LoadResult
 from lmgui.core.actions import LoadRequest
 from lmgui.ui.load_dialog import LoadDialog, VramContext, is_moe
 from lmgui.ui.settings_dialog import SettingsDialog, SettingsValues, url_problem
@@ -155,10 +156,22 @@ def test_progress_and_outcomes(qtbot: QtBot) -> None:
     assert not d.progress.isVisible() and d.load_button.isEnabled()
     assert d.status.text() == "Loading b/free failed: out of memory."
     d.show_started(LoadRequest("b/free"))
-    d.show_finished("b/free", ("ttl",))
-    assert d.isVisible() and "lmgui enforces the TTL itself" in d.status.text()
+    d.show_finished(
+        LoadResult(
+            "b/free",
+            not_applied=("ttl",),
+            not_applied_reason="LM Studio's REST API does not take them, and lms was not found "
+            "on this machine",
+        )
+    )
+    assert d.isVisible()
+    assert d.status.text() == (
+        "Loaded as b/free. The server did not apply ttl (LM Studio's REST API does not take "
+        "them, and lms was not found on this machine). lmgui enforces the TTL itself while it "
+        "runs."
+    )
     with qtbot.waitSignal(d.accepted):
-        d.show_finished("b/free", ())
+        d.show_finished(LoadResult("b/free"))
 
 
 def test_moe_detection() -> None:
