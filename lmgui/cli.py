@@ -30,9 +30,9 @@ from lmgui.api import (
     NotFoundError,
     with_retries,
 )
-from lmgui.api.errors import InvalidServerUrl
 from lmgui.api.auth import clean_token
 from lmgui.api.client import Exchange, GpuSetting, check_base_url
+from lmgui.api.errors import InvalidServerUrl
 from lmgui.api.events import (
     ErrorEvent,
     MessageDelta,

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lmgui.api import LMStudioClient
+from lmgui.api import AuthError, LMStudioClient
 from lmgui.cli import main
 from lmgui.core.paths import AppPaths
 from lmgui.sim import Simulator
@@ -140,7 +140,7 @@ async def test_redaction_covers_every_form_of_the_token(hostile: HostileFactory)
     echo = f"bad token {TOKEN!r} b'Bearer {TOKEN}\\r' half {TOKEN[:15]} and {TOKEN[15:]}"
     srv = hostile("json", status=401, body=json.dumps({"error": echo}).encode())
     async with LMStudioClient(srv.url, token=TOKEN, lms=None) as c:
-        with pytest.raises(Exception) as info:
+        with pytest.raises(AuthError) as info:
             await c.list_models()
     text = str(info.value) + str(getattr(info.value, "server_message", ""))
     assert "rejected the API token" in text
