@@ -206,9 +206,7 @@ async def test_lms_is_never_used_for_a_remote_server(tmp_path: Path) -> None:
         assert c._lms_runner() == "only reaches an LM Studio on this machine"
     for url in ("https://127.0.0.1:1234", "http://me:pw@127.0.0.1:1234", "http://localhost/lm"):
         async with LMStudioClient(url, lms=lms) as c:
-            assert c._lms_runner() == (
-                "cannot address a server behind https, a password or a path"
-            )
+            assert c._lms_runner() == ("cannot address a server behind https, a password or a path")
 
 
 # ----------------------------------------------------------------------------- chat
