@@ -1,21 +1,28 @@
-"""The parsers on recorded bodies (both list shapes, every output item) and on arbitrary JSON."""
+"""The parsers on recorded bodies (both list shapes, every output item), on entries with one bad
+field each (the model stays, the field becomes unknown and is logged once) and on arbitrary JSON."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from lmgui.api import records
 from lmgui.api.errors import ProtocolError, dedupe_joined_message, first_readable_line
 from lmgui.api.records import (
+    MAX_BYTES,
+    MAX_TOKENS,
+    Instance,
     InvalidToolCallItem,
     MessageItem,
+    Model,
     ReasoningItem,
     ToolCallItem,
     UnknownItem,
@@ -24,7 +31,14 @@ from lmgui.api.records import (
     parse_load_result,
     parse_models,
 )
+from lmgui.core.format import UNREADABLE, field_text, human_bytes, human_count
 from tests.conftest import data
+
+
+@pytest.fixture(autouse=True)
+def _log_every_defect_again() -> None:
+    """Defects are logged once per process; each test starts with none said yet."""
+    records._forget_reported()
 
 
 def test_v1_list_keeps_every_good_entry_and_skips_malformed_ones(
@@ -96,6 +110,222 @@ def test_v0_list_shape() -> None:
 def test_a_body_of_neither_shape_is_a_protocol_error(body: bytes) -> None:
     with pytest.raises(ProtocolError):
         parse_models(body)
+
+
+# ----------------------------------------------------------------------------- one bad field
+
+GOOD: dict[str, Any] = {
+    "type": "llm",
+    "key": "acme/good-7b",
+    "display_name": "Good 7B",
+    "publisher": "acme",
+    "architecture": "llama",
+    "quantization": {"name": "Q4_K_M", "bits_per_weight": 4.5},
+    "size_bytes": 4_200_000_000,
+    "params_string": "7B",
+    "max_context_length": 32768,
+    "format": "gguf",
+    "capabilities": {"vision": False, "trained_for_tool_use": True},
+    "loaded_instances": [
+        {
+            "id": "acme/good-7b",
+            "config": {"context_length": 8192, "parallel": 4, "flash_attention": True},
+        }
+    ],
+}
+NEIGHBOUR: dict[str, Any] = {"type": "llm", "key": "acme/other", "display_name": "Other"}
+PLACEHOLDER = "@@raw@@"
+
+
+def body_with(where: str, name: str, raw: str | None, *, neighbour_size: int = 1) -> bytes:
+    """A v1 list: GOOD with ``name`` (of the model, or of its instance's config) set to the raw
+    JSON text ``raw`` (so 1e400 and 5000-digit integers arrive as sent) or left out (None),
+    then a good neighbour."""
+    entry = json.loads(json.dumps(GOOD))
+    target = entry if where == "model" else entry["loaded_instances"][0]["config"]
+    if raw is None:
+        del target[name]
+    else:
+        target[name] = PLACEHOLDER
+    neighbour = {**NEIGHBOUR, "size_bytes": neighbour_size}
+    text = json.dumps({"models": [entry, neighbour]})
+    return text.replace(json.dumps(PLACEHOLDER), raw or "").encode()
+
+
+BAD_FIELDS = [
+    pytest.param("model", "size_bytes", '"4200000000"', id="size as a string"),
+    pytest.param("model", "size_bytes", "-4000000", id="negative size"),
+    pytest.param("model", "size_bytes", str(MAX_BYTES + 1), id="size past 1 PB"),
+    pytest.param("model", "size_bytes", "1e400", id="size 1e400"),
+    pytest.param("model", "size_bytes", "true", id="bool for the size"),
+    pytest.param("model", "max_context_length", "1e308", id="context 1e308"),
+    pytest.param("model", "max_context_length", "9" * 5000, id="context of 5000 digits"),
+    pytest.param("model", "max_context_length", "-1", id="negative context"),
+    pytest.param("model", "max_context_length", "true", id="bool for the context"),
+    pytest.param("model", "max_context_length", str(MAX_TOKENS + 1), id="context past 1e9"),
+    pytest.param("instance", "context_length", '"8192"', id="instance context as a string"),
+    pytest.param("instance", "context_length", "-8192", id="negative instance context"),
+    pytest.param("instance", "context_length", "1" + "0" * 5000, id="instance context 5000 digits"),
+    pytest.param("instance", "parallel", "true", id="bool for parallel"),
+    pytest.param("instance", "flash_attention", "1", id="number for a flag"),
+]
+
+RENDER: dict[str, Callable[[Any], str]] = {
+    "size_bytes": human_bytes,
+    "max_context_length": human_count,
+    "context_length": human_count,
+    "parallel": str,
+    "flash_attention": str,
+}
+
+
+@pytest.mark.parametrize(("where", "name", "raw"), BAD_FIELDS)
+def test_one_bad_field_never_hides_a_model_or_its_instance(
+    where: str, name: str, raw: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="lmgui.api.records"):
+        models = parse_models(body_with(where, name, raw))
+    # The model, its loaded instance and the neighbour are all there.
+    assert [m.key for m in models] == ["acme/good-7b", "acme/other"]
+    m = models[0]
+    assert [i.id for i in m.instances] == ["acme/good-7b"]
+    inst = m.instances[0]
+
+    # Every other field is as if the bad one had not been sent at all.
+    (expected, _) = parse_models(body_with(where, name, None))
+    if where == "model":
+        assert m.malformed == (name,) and inst.malformed == ()
+        assert getattr(m, name) is None
+        assert msgspec.structs.replace(m, malformed=()) == expected
+        shown = field_text(m, name, RENDER[name])
+    else:
+        assert inst.malformed == (name,) and m.malformed == ()
+        assert getattr(inst, name) is None
+        assert msgspec.structs.replace(m, instances=()) == msgspec.structs.replace(
+            expected, instances=()
+        )
+        others = {k: v for k, v in inst.config.items() if k != name}
+        assert others == expected.instances[0].config
+        shown = field_text(inst, name, RENDER[name])
+    # "?" (unreadable), never the value and never "-" (the server did not say).
+    assert shown == UNREADABLE
+
+    # Named once in the log, even when the list changes around it on the next polls.
+    said = [
+        r for r in caplog.records if name in r.getMessage() and "acme/good-7b" in r.getMessage()
+    ]
+    assert len(said) == 1, caplog.text
+    assert len(said[0].getMessage()) < 300  # a 5000-digit value is described, not dumped
+    with caplog.at_level(logging.WARNING, logger="lmgui.api.records"):
+        parse_models(body_with(where, name, raw, neighbour_size=2))
+        parse_models(body_with(where, name, raw, neighbour_size=3))
+    assert len([r for r in caplog.records if name in r.getMessage()]) == 1
+
+
+def test_bad_fields_on_the_fast_path_and_the_slow_one_give_the_same_records() -> None:
+    # A negative size keeps the typed fast path; a string size sends the list entry by entry.
+    neg = parse_models(body_with("model", "size_bytes", "-5"))
+    text = parse_models(body_with("model", "size_bytes", '"5"'))
+    assert neg == text
+    # The good neighbour of a bad entry is the same record whichever path read it.
+    assert (
+        text[1]
+        == parse_models(json.dumps({"models": [{**NEIGHBOUR, "size_bytes": 1}]}).encode())[0]
+    )
+
+
+def test_negative_values_never_reach_formatted_output() -> None:
+    from lmgui.core.vram import estimate_instance
+
+    (m, _) = parse_models(body_with("model", "size_bytes", "-4000000"))
+    assert m.size_bytes is None and field_text(m, "size_bytes", human_bytes) == "?"
+    est = estimate_instance(m, context_length=m.instances[0].context_length)
+    assert est.weights_gpu_bytes == 0 and est.weights_ram_bytes == 0 and est.vram_bytes > 0
+    # Records built by hand (not parsed) and sums are guarded by the formatters themselves.
+    assert human_bytes(-4_000_000) == "?" and human_bytes(float("nan")) == "?"
+    assert human_bytes(10**400) == "?" and human_count(-1) == "?"
+    hand_made = Model(key="k", type="llm", display_name="k", size_bytes=-4_000_000)
+    assert estimate_instance(hand_made).vram_bytes > 0
+    assert estimate_instance(hand_made).weights_ram_bytes == 0
+    assert Instance(id="i", model_key="k", config={"context_length": -5}).context_length is None
+
+
+def test_field_text_tells_unreadable_from_not_said() -> None:
+    m = Model(key="k", type="llm", display_name="k", size_bytes=None, max_context_length=8192)
+    assert field_text(m, "size_bytes", human_bytes) == "-"
+    assert field_text(m, "max_context_length", human_count) == "8k"
+    bad = msgspec.structs.replace(m, malformed=("max_context_length",))
+    assert field_text(bad, "max_context_length", human_count) == "?"
+    assert field_text(m, "quantization.bits_per_weight", str) == "None"  # dotted, through None
+    i = Instance(id="i", model_key="k", config={"parallel": 2}, malformed=("context_length",))
+    assert field_text(i, "context_length", human_count) == "?"
+    assert field_text(i, "parallel", str) == "2"
+
+
+def test_v0_entry_with_a_bad_field_keeps_its_loaded_instance() -> None:
+    body = json.dumps(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": "v0/model",
+                    "type": "llm",
+                    "arch": 7,
+                    "state": "loaded",
+                    "loaded_context_length": "8192",
+                    "max_context_length": -3,
+                }
+            ],
+        }
+    ).encode()
+    (m,) = parse_models(body)
+    assert m.key == "v0/model" and m.architecture is None and m.max_context_length is None
+    assert m.malformed == ("architecture", "max_context_length")
+    (inst,) = m.instances
+    assert inst.id == "v0/model" and inst.context_length is None
+    assert inst.malformed == ("context_length",)
+
+
+def test_unreadable_numbers_leave_a_config_that_still_encodes_as_json() -> None:
+    body = (
+        b'{"models": [{"key": "k", "loaded_instances": [{"id": "i", "config": '
+        b'{"context_length": 1e400, "future": {"deep": [1, 1e999, "x"]}, "parallel": 2}}]}, '
+        b'{"key": "k2", "loaded_instances": [{"id": "j", "config": "not an object"}]}]}'
+    )
+    a, b = parse_models(body)
+    (i,) = a.instances
+    assert i.malformed == ("context_length",) and i.parallel == 2
+    assert i.config == {"context_length": None, "future": {"deep": [1, None, "x"]}, "parallel": 2}
+    (j,) = b.instances
+    assert j.id == "j" and j.malformed == ("config",) and j.config == {}
+    # What the CLI's --json does with records: strict JSON, no Infinity.
+    json.dumps(msgspec.to_builtins([a, b]), allow_nan=False)
+
+
+def test_only_an_entry_without_a_usable_key_is_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    body = json.dumps(
+        {"models": [{"key": 5, "size_bytes": "x"}, [1], {"key": 5, "id": "fallback"}]}
+    ).encode()
+    with caplog.at_level(logging.WARNING, logger="lmgui.api.records"):
+        models = parse_models(body)
+    assert [m.key for m in models] == ["fallback"]
+    assert models[0].malformed == ("key",)
+    assert "skipped malformed model entry #0: it has no usable key" in caplog.text
+    assert "skipped malformed model entry #1: it is not a JSON object" in caplog.text
+
+
+def test_a_list_full_of_defects_logs_a_bounded_number_of_lines(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(records, "_REPORTED_MAX", 50)
+    entries = [{"key": f"m{i}", "size_bytes": -1} for i in range(60)]
+    body = json.dumps({"models": entries}).encode()
+    with caplog.at_level(logging.WARNING, logger="lmgui.api.records"):
+        assert len(parse_models(body)) == 60
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == records._LOG_PER_PARSE + 1
+    assert lines[-1].startswith("40 more unreadable fields")
+    assert len(records._REPORTED) == 50  # the "already said" set stays bounded
 
 
 def test_chat_result_with_every_output_item_type() -> None:
@@ -232,3 +462,72 @@ def test_any_json_gives_a_chat_result_or_a_protocol_error(value: Any) -> None:
 def test_any_bytes_give_models_or_a_protocol_error(body: bytes) -> None:
     with contextlib.suppress(ProtocolError):
         parse_models(body)
+
+
+# Numbers as a broken or hostile server might send them, as raw JSON text.
+wild_numbers = (
+    st.sampled_from(
+        [
+            *("1e308", "1e400", "-1e400", "-1", "9" * 5000, "true", '"12"', "0.5", "4096.0"),
+            *("null", "[]", "{}", str(MAX_BYTES), str(MAX_BYTES + 1), str(2**64)),
+        ]
+    )
+    | st.integers().map(str)
+    | st.floats(allow_nan=False, allow_infinity=False).map(repr)
+)
+COUNTS = ["context_length", "parallel", "eval_batch_size", "num_experts"]
+FLAGS = ["flash_attention", "offload_kv_cache_to_gpu"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    entryish,
+    st.lists(wild_numbers, min_size=3, max_size=3),
+    st.lists(st.lists(wild_numbers, min_size=6, max_size=6), max_size=3),
+    st.booleans(),
+)
+def test_an_entry_with_a_key_is_never_skipped_whatever_its_numbers(
+    extra: dict[str, Any], top: list[str], configs: list[list[str]], v0: bool
+) -> None:
+    slots: list[str] = []
+
+    def slot(raw: str) -> str:
+        slots.append(raw)
+        return f"@@{len(slots) - 1}@@"
+
+    entry = {
+        **extra,
+        "key": "the/model",
+        "size_bytes": slot(top[0]),
+        "max_context_length": slot(top[1]),
+        "quantization": {"name": "Q4", "bits_per_weight": slot(top[2])},
+        "loaded_instances": [
+            {"id": f"i{n}", "config": {k: slot(v) for k, v in zip(COUNTS + FLAGS, c, strict=True)}}
+            for n, c in enumerate(configs)
+        ],
+    }
+    envelope = {"object": "list", "data": [entry]} if v0 else {"models": [entry]}
+    try:
+        text = json.dumps(envelope, allow_nan=False)
+    except ValueError:  # an infinite float among the extras: not JSON, another test's case
+        assume(False)
+    for n, raw in enumerate(slots):
+        text = text.replace(f'"@@{n}@@"', raw)
+    (m,) = parse_models(text.encode())  # kept, whatever else is wrong with it
+
+    assert m.key == "the/model"
+    assert [i.id for i in m.instances] == [f"i{n}" for n in range(len(configs))]
+    for name, raw, limit in [
+        ("size_bytes", top[0], MAX_BYTES),
+        ("max_context_length", top[1], MAX_TOKENS),
+    ]:
+        value = getattr(m, name)
+        assert value is None or 0 <= value <= limit
+        # None is "not said" (null) or "unreadable" (named); a value is never named.
+        assert (value is None and raw != "null") == (name in m.malformed)
+    for inst, raws in zip(m.instances, configs, strict=True):
+        for name, raw in zip(COUNTS + FLAGS, raws, strict=True):
+            value = getattr(inst, name)
+            assert value is None or isinstance(value, bool) or 0 <= value <= MAX_TOKENS
+            assert (value is None and raw != "null") == (name in inst.malformed)
+    json.dumps(msgspec.to_builtins(m), allow_nan=False)  # what the CLI's --json does

@@ -35,12 +35,20 @@ def params_billions(model: Model) -> float | None:
         m = _PARAMS.match(model.params_string)
         if m:
             return float(m.group(1)) * _SCALE[m.group(2).upper()]
+    size = _known_size(model)
+    if not size:
+        return None
     q = model.quantization
-    if model.size_bytes and q and q.bits_per_weight:
-        return model.size_bytes * 8 / q.bits_per_weight / 1e9
-    if model.size_bytes:
-        return model.size_bytes * 8 / 4.5 / 1e9  # assume a 4-bit-class quantization
-    return None
+    if q and q.bits_per_weight and q.bits_per_weight > 0:
+        return size * 8 / q.bits_per_weight / 1e9
+    return size * 8 / 4.5 / 1e9  # assume a 4-bit-class quantization
+
+
+def _known_size(model: Model) -> int:
+    """The file size, or 0 when unknown: not sent, unreadable (the parser leaves None and names
+    it in ``malformed``) or negative in a record built elsewhere; never a negative estimate."""
+    size = model.size_bytes
+    return size if size is not None and size > 0 else 0
 
 
 def kv_bytes_per_token(model: Model) -> float:
@@ -80,9 +88,10 @@ def estimate_instance(
 ) -> VramEstimate:
     """The estimated memory of one instance of ``model`` loaded with these settings."""
     gpu_fraction = min(max(gpu_fraction, 0.0), 1.0)
-    size = model.size_bytes or 0
+    size = _known_size(model)
     weights_gpu = int(size * gpu_fraction)
-    kv = int((context_length or DEFAULT_CONTEXT) * kv_bytes_per_token(model))
+    context = context_length if context_length and context_length > 0 else DEFAULT_CONTEXT
+    kv = int(context * kv_bytes_per_token(model))
     kv_gpu = (True if kv_on_gpu is None else kv_on_gpu) and gpu_fraction > 0
     return VramEstimate(
         weights_gpu_bytes=weights_gpu,

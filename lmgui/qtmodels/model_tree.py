@@ -34,7 +34,15 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemModel
 
 from lmgui.api.records import Instance, Model
-from lmgui.core.format import capabilities, human_bytes, human_count, human_duration
+from lmgui.core.format import (
+    UNREADABLE,
+    UNREADABLE_TIP,
+    capabilities,
+    field_text,
+    human_bytes,
+    human_count,
+    human_duration,
+)
 from lmgui.core.instances import InstanceInfo
 from lmgui.core.snapshot import ModelChange, SnapshotDiff
 from lmgui.core.vram import estimate_instance, params_billions
@@ -195,17 +203,22 @@ class ModelTreeModel(QStandardItemModel):
         pending = m.key in self._pending
         vram = sum(r.vram for r in live)
         quant = (m.quantization.name if m.quantization else None) or ""
+        # Without a readable size (or an instance's context) the sum would be a confident wrong
+        # number: "?" instead, as on the instance row.
+        vram_unknown = "size_bytes" in m.malformed or any(
+            "context_length" in r.instance.malformed for r in live
+        )
         text = {
             Column.NAME: m.display_name,
             Column.TYPE: m.type,
             Column.PARAMS: m.params_string or "",
             Column.QUANT: quant,
             Column.FORMAT: m.format or "",
-            Column.SIZE: human_bytes(m.size_bytes),
-            Column.CONTEXT: human_count(m.max_context_length),
+            Column.SIZE: field_text(m, "size_bytes", human_bytes),
+            Column.CONTEXT: field_text(m, "max_context_length", human_count),
             Column.STATE: model_state(pending, len(live)),
             Column.CAPS: ", ".join(capabilities(m)),
-            Column.VRAM: human_bytes(vram) if live else "",
+            Column.VRAM: (UNREADABLE if vram_unknown else human_bytes(vram)) if live else "",
         }
         sort = {
             Column.NAME: m.display_name.casefold(),
@@ -217,9 +230,11 @@ class ModelTreeModel(QStandardItemModel):
         }
         tips = {
             Column.NAME: f"{m.display_name}\nkey: {m.key}"
-            + (f"\npublisher: {m.publisher}" if m.publisher else ""),
+            + (f"\npublisher: {m.publisher}" if m.publisher else "")
+            + (_unreadable_note(m.malformed) if m.malformed else ""),
             Column.VRAM: "Sum of this model's instances, estimated (docs/vram.md)",
         }
+        _tip_unreadable(tips, text)
         cells: Cells = []
         for col in Column:
             roles: dict[int, Any] = {
@@ -250,12 +265,12 @@ class ModelTreeModel(QStandardItemModel):
             state = "loading" if inst.id in self._pending else "loaded"
         text = {
             Column.NAME: inst.id,
-            Column.CONTEXT: human_count(inst.context_length),
+            Column.CONTEXT: field_text(inst, "context_length", human_count),
             Column.STATE: state,
-            Column.PARALLEL: "" if inst.parallel is None else str(inst.parallel),
-            Column.FLASH: _yes_no(inst.flash_attention),
-            Column.KV_GPU: _yes_no(inst.offload_kv_cache_to_gpu),
-            Column.VRAM: "" if row.ghost else human_bytes(row.vram),
+            Column.PARALLEL: field_text(inst, "parallel", _plain),
+            Column.FLASH: field_text(inst, "flash_attention", _yes_no),
+            Column.KV_GPU: field_text(inst, "offload_kv_cache_to_gpu", _yes_no),
+            Column.VRAM: "" if row.ghost else _instance_vram(node.model, inst, row.vram),
             Column.TTL: ttl_text,
         }
         sort = {
@@ -267,9 +282,11 @@ class ModelTreeModel(QStandardItemModel):
         }
         fraction = info.gpu_fraction if info and info.gpu_fraction is not None else 1.0
         tips = {
-            Column.NAME: f"instance id: {inst.id}\nmodel: {node.model.key}",
+            Column.NAME: f"instance id: {inst.id}\nmodel: {node.model.key}"
+            + (_unreadable_note(inst.malformed) if inst.malformed else ""),
             Column.VRAM: f"Estimated for GPU offload {fraction:.0%} (docs/vram.md)",
         }
+        _tip_unreadable(tips, text)
         if row.mark:
             tips[Column.STATE] = _mark_text(row.mark)
         font = None
@@ -391,7 +408,7 @@ class ModelTreeModel(QStandardItemModel):
             row.instance = inst
             row.vram = self._estimate(change.model, inst)
             self._refresh_instance_row(node, row)
-        if "size_bytes" in change.fields:
+        if change.fields & {"size_bytes", "malformed"}:  # an instance's VRAM cell shows both
             for row in node.instances.values():
                 row.vram = self._estimate(change.model, row.instance)
                 self._refresh_instance_row(node, row)
@@ -531,6 +548,34 @@ def _mark_text(mark: str) -> str:
 
 def _yes_no(value: bool | None) -> str:
     return "" if value is None else ("yes" if value else "no")
+
+
+def _plain(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _instance_vram(model: Model, inst: Instance, vram: int) -> str:
+    # The estimate needs the model's size and the instance's context; without a readable one it
+    # would be a confident wrong number.
+    if "size_bytes" in model.malformed or "context_length" in inst.malformed:
+        return UNREADABLE
+    return human_bytes(vram)
+
+
+def _unreadable_note(fields: tuple[str, ...]) -> str:
+    return f"\nunreadable from the server (shown as {UNREADABLE}): " + ", ".join(fields)
+
+
+_FIELD_COLUMNS = (Column.SIZE, Column.CONTEXT, Column.PARALLEL, Column.FLASH, Column.KV_GPU)
+"""Columns that show one field of a record, so may show "?" (as may VRAM). Never a name column:
+a server may well call a model "?"."""
+
+
+def _tip_unreadable(tips: dict[Column, str], text: dict[Column, str]) -> None:
+    """Every "?" cell says what it means, not a tooltip of its column's usual kind."""
+    for col in (*_FIELD_COLUMNS, Column.VRAM):
+        if text.get(col) == UNREADABLE:
+            tips[col] = UNREADABLE_TIP
 
 
 class ModelFilterProxy(QSortFilterProxyModel):

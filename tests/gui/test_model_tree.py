@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtWidgets import QTreeView
 from pytestqt.qtbot import QtBot
 
 from lmgui.api import Capabilities, Instance, Model
+from lmgui.api.records import parse_models
 from lmgui.core.instances import InstanceInfo
 from lmgui.core.snapshot import Snapshot, diff
 from lmgui.qtmodels.model_tree import Column, ModelFilterProxy, ModelTreeModel, Role
@@ -310,3 +312,53 @@ def test_dimmed_when_offline(tree: ModelTreeModel, feed: Feed, qtbot: QtBot) -> 
         tree.set_dimmed(True)
     with qtbot.waitSignal(tree.dimmed_changed):
         tree.set_dimmed(False)
+
+
+def test_an_unreadable_field_shows_a_question_mark_not_a_dash(
+    tree: ModelTreeModel, qtmodeltester: Any
+) -> None:
+    body = (
+        b'{"models": ['
+        b'{"key": "acme/bad-size", "type": "llm", "display_name": "bad-size",'
+        b' "size_bytes": "4 GB", "max_context_length": -1, "loaded_instances":'
+        b' [{"id": "acme/bad-size", "config": {"context_length": "8192", "parallel": 2}}]},'
+        b'{"key": "acme/no-size", "type": "llm", "display_name": "no-size"}]}'
+    )
+    Feed(tree).push(parse_models(body))
+    qtmodeltester.check(tree)
+    bad, unsaid = tree.model_index("acme/bad-size"), tree.model_index("acme/no-size")
+    tip = Qt.ItemDataRole.ToolTipRole
+    assert tree.index(bad.row(), Column.SIZE).data() == "?"
+    assert "could not read" in tree.index(bad.row(), Column.SIZE).data(tip)
+    assert tree.index(bad.row(), Column.CONTEXT).data() == "?"
+    assert "size_bytes" in tree.index(bad.row(), Column.NAME).data(tip)
+    assert tree.index(bad.row(), Column.VRAM).data() == "?"  # no weights to estimate from
+    # "-" stays what it was: the server did not say.
+    assert tree.index(unsaid.row(), Column.SIZE).data() == "-"
+    assert tree.index(unsaid.row(), Column.CONTEXT).data() == "-"
+    # The loaded instance is listed, its unreadable context as "?", the rest as sent.
+    assert tree.rowCount(bad) == 1
+    assert tree.index(0, Column.NAME, bad).data() == "acme/bad-size"
+    assert tree.index(0, Column.CONTEXT, bad).data() == "?"
+    assert "could not read" in tree.index(0, Column.CONTEXT, bad).data(tip)
+    assert tree.index(0, Column.PARALLEL, bad).data() == "2"
+    assert tree.index(0, Column.VRAM, bad).data() == "?"
+
+
+def test_a_size_that_becomes_unreadable_updates_its_instance_rows(
+    tree: ModelTreeModel, feed: Feed
+) -> None:
+    qwen = tree.model_index("qwen/qwen3-4b")
+    assert tree.index(0, Column.VRAM, qwen).data().endswith("GB")
+    broken = [
+        msgspec.structs.replace(m, size_bytes=None, malformed=("size_bytes",))
+        if m.key == "qwen/qwen3-4b"
+        else m
+        for m in CATALOG
+    ]
+    feed.push(broken)
+    assert tree.index(qwen.row(), Column.SIZE).data() == "?"
+    assert tree.index(0, Column.VRAM, qwen).data() == "?"
+    feed.push(CATALOG)  # readable again
+    assert tree.index(qwen.row(), Column.SIZE).data() == "2.0 GB"
+    assert tree.index(0, Column.VRAM, qwen).data().endswith("GB")
