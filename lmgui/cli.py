@@ -41,7 +41,15 @@ from lmgui.api.events import (
     ReasoningDelta,
     ReasoningEnd,
 )
-from lmgui.core.format import capabilities, human_bytes, human_count
+from lmgui.core.format import (
+    NOT_SAID,
+    UNREADABLE,
+    UNREADABLE_TIP,
+    capabilities,
+    field_text,
+    human_bytes,
+    human_count,
+)
 from lmgui.core.messages import not_applied_sentence
 from lmgui.core.paths import AppPaths, open_private
 from lmgui.core.requests import LoadRequest
@@ -234,8 +242,8 @@ class Cli:
                     m.params_string or "-",
                     (m.quantization.name if m.quantization else None) or "-",
                     m.format or "-",
-                    human_bytes(m.size_bytes),
-                    human_count(m.max_context_length),
+                    field_text(m, "size_bytes", human_bytes),
+                    field_text(m, "max_context_length", human_count),
                     ",".join(capabilities(m)) or "-",
                     str(len(m.instances)) if m.instances else "-",
                 ]
@@ -268,22 +276,35 @@ class Cli:
             return
         rows = [["INSTANCE", "MODEL", "CONTEXT", "PARALLEL", "EST. VRAM"]]
         total = 0
+        unknown = 0
         for m, i in loaded:
-            est = estimate_instance(
-                m, context_length=i.context_length, kv_on_gpu=i.offload_kv_cache_to_gpu
-            ).vram_bytes
-            total += est
+            if "size_bytes" in m.malformed or "context_length" in i.malformed:
+                vram = UNREADABLE  # an estimate from a value lmgui could not read would mislead
+                unknown += 1
+            else:
+                est = estimate_instance(
+                    m, context_length=i.context_length, kv_on_gpu=i.offload_kv_cache_to_gpu
+                ).vram_bytes
+                total += est
+                vram = human_bytes(est)
             rows.append(
                 [
                     i.id,
                     m.key,
-                    human_count(i.context_length),
-                    str(i.parallel) if i.parallel is not None else "-",
-                    human_bytes(est),
+                    field_text(i, "context_length", human_count),
+                    field_text(i, "parallel", lambda n: NOT_SAID if n is None else str(n)),
+                    vram,
                 ]
             )
         table(rows, self.out)
-        self.note(f"{len(loaded)} instance(s), about {human_bytes(total)} of VRAM (estimated).")
+        if unknown == len(loaded):
+            vram_text = "VRAM cannot be estimated"
+        else:
+            more = f", plus {unknown} lmgui cannot estimate" if unknown else ""
+            vram_text = f"about {human_bytes(total)} of VRAM (estimated){more}"
+        self.note(f"{len(loaded)} instance(s), {vram_text}.")
+        if any(m.malformed or i.malformed for m, i in loaded):
+            self.note(f"? {UNREADABLE_TIP}")
 
     async def load(self, c: LMStudioClient) -> None:
         a = self.args

@@ -267,3 +267,40 @@ def test_a_stream_that_ends_in_an_error_says_the_servers_words(
         f"lmgui: LM Studio at {sim.url} reported an error and ended the answer: Model crashed "
         "while generating (simulated fault).\n"
     )
+
+
+def test_one_bad_field_does_not_hide_a_loaded_instance(
+    hostile: HostileFactory, tmp_path: Path
+) -> None:
+    body = {
+        "models": [
+            {
+                "type": "llm",
+                "key": "a/b",
+                "display_name": "A B",
+                "size_bytes": "four gigabytes",
+                "max_context_length": -8192,
+                "loaded_instances": [{"id": "a/b", "config": {"context_length": 4096}}],
+            },
+            {
+                "type": "llm",
+                "key": "c/d",
+                "display_name": "C D",
+                "size_bytes": 2_000_000_000,
+                "loaded_instances": [{"id": "c/d", "config": {"context_length": 1e308}}],
+            },
+        ]
+    }
+    srv = hostile("json", body=json.dumps(body).encode())
+    code, out, err = run(tmp_path, "ps", "--server", srv.url)
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0] == ["INSTANCE", "MODEL", "CONTEXT", "PARALLEL", "EST.", "VRAM"]
+    assert rows[1] == ["a/b", "a/b", "4k", "-", "?"]
+    assert rows[2] == ["c/d", "c/d", "?", "-", "?"]
+    assert "2 instance(s), VRAM cannot be estimated." in err
+    assert "-8192" not in out + err and "-8.2" not in out + err
+    code, out, _ = run(tmp_path, "ls", "--server", srv.url)
+    assert code == 0
+    a_b = next(line.split() for line in out.splitlines() if line.startswith("a/b"))
+    assert a_b[5:7] == ["?", "?"]  # SIZE, MAX CTX

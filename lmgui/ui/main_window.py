@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from lmgui.api.records import Instance, LoadResult, Model
 from lmgui.core.actions import Actions, LoadRequest
-from lmgui.core.format import capabilities, human_bytes, human_count
+from lmgui.core.format import UNREADABLE_TIP, capabilities, field_text, human_bytes, human_count
 from lmgui.core.gpu import GpuMemory
 from lmgui.core.messages import not_applied_sentence
 from lmgui.core.poller import ConnectionState, Poller, PollStatus
@@ -456,12 +456,14 @@ class MainWindow(QMainWindow):
                 f"quantization: {(q.name if q else None) or '-'}"
                 + (f" ({q.bits_per_weight:g} bits/weight)" if q and q.bits_per_weight else ""),
                 f"parameters: {rec.params_string or '-'}",
-                f"size on disk: {human_bytes(rec.size_bytes)}",
-                f"max context: {human_count(rec.max_context_length)}",
+                f"size on disk: {field_text(rec, 'size_bytes', human_bytes)}",
+                f"max context: {field_text(rec, 'max_context_length', human_count)}",
                 f"capabilities: {', '.join(capabilities(rec)) or '-'}",
             ]
             if rec.reasoning_options:
                 lines.append(f"reasoning options: {', '.join(rec.reasoning_options)}")
+            if rec.malformed:
+                lines.append(f"? {UNREADABLE_TIP} ({', '.join(rec.malformed)})")
             if rec.variants:
                 lines.append("variants: " + ", ".join(rec.variants))
             if rec.description:
