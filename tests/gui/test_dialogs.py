@@ -285,3 +285,20 @@ def test_settings_dialog_says_what_is_not_available(qtbot: QtBot) -> None:
     assert "session only" in d.token_note.text()
     assert not d.start_on_login.isEnabled()
     assert not d.remove_profile.isEnabled()  # the last profile cannot be removed
+
+
+def test_settings_dialog_strips_and_refuses_tokens(qtbot: QtBot) -> None:
+    values = SettingsValues("http://127.0.0.1:1234", None, 2000, 0.0, True)
+    d = SettingsDialog(values, has_token=False, keyring_note=None)
+    qtbot.addWidget(d)
+    ok = d.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    d.token.setText("  sk-lm-abcdef:ghijklmn  ")
+    assert ok.isEnabled() and not d.token_error.isVisibleTo(d)
+    assert d.values().token == "sk-lm-abcdef:ghijklmn"
+    d.token.setText("sk-lm-abcdéf:ghijklmn")
+    assert not ok.isEnabled()
+    assert d.token_error.isVisibleTo(d)
+    assert d.token_error.text().startswith("The API token contains a non-ASCII character")
+    assert "abcd" not in d.token_error.text()
+    d.server.setText("http://127.0.0.1:99999")
+    assert d.server_error.text() == "The port must be a number from 1 to 65535."
