@@ -16,9 +16,15 @@ import math
 import re
 from dataclasses import dataclass
 
-from lmgui.api.records import Model
+from lmgui.api.records import Instance, Model
 
-__all__ = ["VramEstimate", "estimate_instance", "kv_bytes_per_token", "params_billions"]
+__all__ = [
+    "VramEstimate",
+    "estimate_instance",
+    "estimate_loaded",
+    "kv_bytes_per_token",
+    "params_billions",
+]
 
 KV_BYTES_PER_TOKEN_AT_1B = 40_000.0
 OVERHEAD_FRACTION = 0.05
@@ -100,3 +106,21 @@ def estimate_instance(
         kv_on_gpu=kv_gpu,
         overhead_bytes=int(weights_gpu * OVERHEAD_FRACTION),
     )
+
+
+def estimate_loaded(
+    model: Model, instance: Instance, gpu_fraction: float | None = None
+) -> int | None:
+    """Estimated VRAM of a loaded instance as the server lists it (``gpu_fraction`` as lmgui
+    loaded it, when known), or None when the model's size or the instance's context was sent
+    unreadable: a number from a value lmgui could not read would be a confident wrong one.
+
+    The one estimate the table, the tray and ``lmgui ps`` all show."""
+    if "size_bytes" in model.malformed or "context_length" in instance.malformed:
+        return None
+    return estimate_instance(
+        model,
+        context_length=instance.context_length,
+        gpu_fraction=1.0 if gpu_fraction is None else gpu_fraction,
+        kv_on_gpu=instance.offload_kv_cache_to_gpu,
+    ).vram_bytes
