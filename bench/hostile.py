@@ -1,7 +1,8 @@
 """What a hostile server costs ``lmgui ps`` and ``lmgui chat``: peak memory, wall time, bytes the
 server could send (never asserted in the test suite; the suite asserts the sentences and limits).
 
-    python bench/hostile.py
+    python bench/hostile.py          # every case
+    python bench/hostile.py 0,2      # some cases, by index
 
 Each case runs the real ``lmgui`` command in a child process against tests/hostile.py's server
 on loopback, with the shipped limits and deadlines, and reports the child's peak RSS
@@ -76,8 +77,11 @@ def run_case(args: list[str], mode: str, params: dict[str, Any]) -> dict[str, An
 
 
 def main() -> None:
+    only = {int(n) for n in sys.argv[1].split(",")} if len(sys.argv) > 1 else None
     print(f"{'case':36} {'rc':>3} {'wall s':>7} {'peak MB':>8} {'sent MB':>8} {'reqs':>5}")
-    for name, args, mode, params in CASES:
+    for index, (name, args, mode, params) in enumerate(CASES):
+        if only is not None and index not in only:
+            continue
         r = run_case(args, mode, params)
         peak = f"{r['peak_rss_mb']:.0f}"
         print(
