@@ -281,7 +281,7 @@ async def bench_chat(turns: int, tokens: int) -> dict[str, Any]:
         app.window.show()
         app.poller.start()
         await app.first_poll.wait()
-        await app.runner.load(LoadRequest("google/gemma-3-270m"))
+        await app.actions.load(LoadRequest("google/gemma-3-270m"))
         app.window.chat_dock.show()
         pane = app.chat
         me = psutil.Process()

@@ -50,7 +50,7 @@ async def main() -> int:
         try:
             await until(lambda: app.tree.rowCount() > 0)
             # A load lmgui asked for, with a TTL the server does not take (lmgui enforces it).
-            await app.runner.load(
+            await app.actions.load(
                 LoadRequest("qwen/qwen3-4b", context_length=8192, ttl_seconds=1800)
             )
             await until(lambda: app.tree.instance_index("qwen/qwen3-4b").isValid())

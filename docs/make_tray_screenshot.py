@@ -41,7 +41,7 @@ async def main() -> int:
         app.settings.favourites = ["openai/gpt-oss-20b"]
         runner = asyncio.ensure_future(app.run(minimized=True))
         await until(lambda: app.tray.icon.geometry().x() > 0 and bool(app.tree.models()))
-        await app.runner.load(LoadRequest("qwen/qwen3-4b", context_length=8192, ttl_seconds=3600))
+        await app.actions.load(LoadRequest("qwen/qwen3-4b", context_length=8192, ttl_seconds=3600))
         await asyncio.sleep(0.5)
         icon = app.tray.icon.geometry()
         click = await asyncio.create_subprocess_exec(

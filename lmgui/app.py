@@ -11,9 +11,7 @@ import gc
 import logging
 import logging.handlers
 import os
-import re
 import sys
-import time
 import traceback
 from pathlib import Path
 from types import TracebackType
@@ -24,27 +22,29 @@ import qasync
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from lmgui.api.client import LMStudioClient, check_base_url, is_local_url, normalize_base_url
+from lmgui.api.client import LMStudioClient, check_base_url, display_url
 from lmgui.api.limits import Deadlines
 from lmgui.api.records import LoadResult
 from lmgui.core.actions import Actions, LoadRequest
 from lmgui.core.autostart import Autostart
 from lmgui.core.chat_store import AsyncChatStore, ChatStore
-from lmgui.core.gpu import GpuMemory, NvmlReader
+from lmgui.core.connection import ServerConnection
 from lmgui.core.ledger import InstanceLedger
-from lmgui.core.notify import KINDS, Notifier
+from lmgui.core.notices import Notice, NotificationPolicy
+from lmgui.core.notify import Notifier
 from lmgui.core.paths import AppPaths, PrivateRotatingFileHandler
-from lmgui.core.poller import ConnectionState, Poller, PollStatus
+from lmgui.core.poller import Poller, PollStatus
 from lmgui.core.secrets import TokenStore
-from lmgui.core.settings import Settings
+from lmgui.core.settings import Settings, SettingsValues
 from lmgui.core.snapshot import Snapshot, SnapshotDiff
-from lmgui.core.vram import estimate_instance
+from lmgui.core.tasks import TaskSet
+from lmgui.core.tray_state import TrayState, build_tray_state
 from lmgui.qtmodels.model_tree import ModelTreeModel
 from lmgui.ui.chat_pane import ChatPane
 from lmgui.ui.icons import app_icon
 from lmgui.ui.main_window import MainWindow
-from lmgui.ui.settings_dialog import SettingsDialog, SettingsValues
-from lmgui.ui.tray import TrayController, TrayInstance, TrayState
+from lmgui.ui.settings_dialog import SettingsDialog
+from lmgui.ui.tray import TrayController
 
 __all__ = ["LmguiApp", "run_gui"]
 
@@ -53,12 +53,8 @@ log = logging.getLogger("lmgui")
 LOADING_POLL_MS = 500
 
 
-def _slug(url: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", normalize_base_url(url).split("://", 1)[-1]).strip("-")
-
-
 class LmguiApp(QObject):
-    """Owns every long-lived part and the order they start and stop in."""
+    """Owns every long-lived part and the order they start and stop in; wiring only."""
 
     def __init__(
         self,
@@ -80,6 +76,7 @@ class LmguiApp(QObject):
         qt_app.setQuitOnLastWindowClosed(False)
         self.paths = paths
         self.poll_ms = poll_ms
+        self.deadlines = deadlines
         self.settings = Settings(paths.config_dir / "lmgui.ini")
         self.tokens = TokenStore()
         self.sim = None
@@ -88,33 +85,25 @@ class LmguiApp(QObject):
 
             self.sim = start_demo_simulator()
             server = self.sim.url
-        self.deadlines = deadlines or Deadlines()
-        self.server_url = check_base_url(server or self.settings.server_url)
+        url = check_base_url(server or self.settings.server_url)
         if server and not demo:
-            self.settings.server_url = self.server_url
+            self.settings.server_url = url
         # An explicit token (flag or environment) is used for this session only.
-        self.session_token = (token or os.environ.get("LM_API_TOKEN") or "").strip() or None
-        self.client = self._make_client()
-        self.poller = Poller(
-            self.client.poll_models,
-            interval_ms=poll_ms or self.settings.poll_interval_ms,
-            slow_after_ms=int(min(5.0, self.deadlines.models / 4) * 1000),
-            has_token=lambda: self.client.has_token,
-            parent=self,
-        )
-        self.ledger = InstanceLedger(self._ledger_path())
-        self.runner = Actions(lambda: self.client, self.poller, self.ledger, parent=self)
+        session_token = (token or os.environ.get("LM_API_TOKEN") or "").strip() or None
+        self.conn = self._new_connection(url, session_token)
+        self.tasks = TaskSet("lmgui", self._say)
+        self._switch_lock = asyncio.Lock()
+        self.actions = Actions(lambda: self.conn, parent=self, report=self._say)
         self.tree = ModelTreeModel(self)
-        self.nvml = NvmlReader() if is_local_url(self.server_url) else None
         self.window = MainWindow(
             self.tree,
-            self.poller,
-            self.runner,
+            self.conn.poller,
+            self.actions,
             self.settings,
             server_url=lambda: self.server_url,
-            gpus=self._gpus,
+            gpus=lambda: self.conn.gpus,
+            instance_infos=lambda: self.ledger.infos(),
         )
-        self._switching: asyncio.Future[None] | None = None
         self.chat_store = AsyncChatStore(ChatStore(paths.data_dir / "chats.sqlite3"))
         self.chat = ChatPane(
             self.chat_store,
@@ -127,87 +116,110 @@ class LmguiApp(QObject):
         self.closed = asyncio.Event()
         self.first_poll = asyncio.Event()
         self.notifier = Notifier(self.settings.notify, parent=self)
+        self.policy = NotificationPolicy(url)
         self.autostart = Autostart()
-        self.tray = TrayController(self._tray_state, parent=self)
+        self.tray = TrayController(self.tray_state, parent=self)
         self.tray_available = TrayController.available()
         self.window.hide_on_close = self.tray_available and self.settings.close_to_tray
-        self._last_state = self.poller.status.state
-        self.poller.snapshot_changed.connect(self._on_poller_snapshot_changed)
-        self.poller.poll_finished.connect(self.first_poll.set)
-        self.poller.poll_finished.connect(self.tray.update)
-        self.poller.status_changed.connect(self._on_poller_status_changed)
+        self._wire_connection(self.conn)
         self.window.closing.connect(self.closed.set)
         self.window.quit_requested.connect(self.quit)
         self.window.settings_requested.connect(self.open_settings)
         self.window.hidden_to_tray.connect(self._on_window_hidden_to_tray)
         self.window.visibility_changed.connect(lambda _v: self._update_poll_interval())
-        self.runner.pending_changed.connect(self._on_runner_pending_changed)
-        self.runner.load_finished.connect(self._on_runner_load_finished)
-        self.runner.load_failed.connect(self._on_runner_load_failed)
-        self.runner.unload_finished.connect(self._on_runner_unload_finished)
+        self.actions.pending_changed.connect(self._on_actions_pending_changed)
+        self.actions.load_finished.connect(self._on_actions_load_finished)
+        self.actions.load_failed.connect(self._on_actions_load_failed)
+        self.actions.unload_finished.connect(self._on_actions_unload_finished)
         self.notifier.notify.connect(self._on_notifier_notify)
         self.tray.toggle_window.connect(self.toggle_window)
-        self.tray.refresh_requested.connect(self.poller.poke)
+        self.tray.refresh_requested.connect(lambda: self.poller.poke())
         self.tray.menu_opening.connect(self._on_tray_menu_opening)
-        self.tray.unload_requested.connect(self.runner.unload)
+        self.tray.unload_requested.connect(self.actions.unload)
         self.tray.chat_requested.connect(self._on_tray_chat_requested)
         self.tray.load_requested.connect(self.quick_load)
         self.tray.pause_toggled.connect(self.set_paused)
         self.tray.notifications_paused_toggled.connect(self._on_tray_notifications_paused)
         self.tray.quit_requested.connect(self.quit)
 
-    # ------------------------------------------------------------------ parts
+    # ------------------------------------------------------------------ the server
 
-    def _token(self) -> str | None:
-        return self.session_token or self.tokens.get(self.server_url)
+    @property
+    def client(self) -> LMStudioClient:
+        return self.conn.client
 
-    def _make_client(self) -> LMStudioClient:
-        return LMStudioClient(self.server_url, self._token(), deadlines=self.deadlines)
+    @property
+    def poller(self) -> Poller:
+        return self.conn.poller
 
-    def _ledger_path(self) -> Path:
-        return self.paths.state_dir / f"instances-{_slug(self.server_url)}.json"
+    @property
+    def ledger(self) -> InstanceLedger:
+        return self.conn.ledger
 
-    def _gpus(self) -> list[GpuMemory] | None:
-        return self.nvml.read() if self.nvml is not None else None
+    @property
+    def server_url(self) -> str:
+        return self.conn.url
+
+    def _new_connection(self, url: str, session_token: str | None) -> ServerConnection:
+        return ServerConnection(
+            url,
+            state_dir=self.paths.state_dir,
+            tokens=self.tokens,
+            session_token=session_token,
+            deadlines=self.deadlines,
+            interval_ms=self.poll_ms or self.settings.poll_interval_ms,
+            parent=self,
+        )
+
+    def _wire_connection(self, conn: ServerConnection) -> None:
+        poller = conn.poller
+        poller.snapshot_changed.connect(self._on_poller_snapshot_changed)
+        poller.poll_finished.connect(self.first_poll.set)
+        poller.poll_finished.connect(self.tray.update)
+        poller.status_changed.connect(self._on_poller_status_changed)
+
+    def switch_server(self, url: str, token: str | None = None) -> asyncio.Task[None]:
+        """Talk to ``url`` from now on (``token``: None leaves the stored one, "" removes it).
+        In-flight loads and unloads on the old server end with a sentence."""
+        return self.tasks.spawn(self._switch_server(url, token), f"Switching to {url}")
+
+    async def _switch_server(self, url: str, token: str | None) -> None:
+        async with self._switch_lock:  # a second switch waits for the first, never overlaps
+            if url != self.conn.url:
+                old = self.conn
+                await self.actions.abandon(f"lmgui switched to {display_url(url)}")
+                self.conn = self._new_connection(url, None)
+                self.policy = NotificationPolicy(url)
+                self._wire_connection(self.conn)
+                self.window.set_poller(self.conn.poller)
+                self.tree.clear()  # the server itself changed: the one place a reset is right
+                self.chat.models_changed()
+                if old.poller.running:
+                    self.conn.poller.start()
+                self._update_poll_interval()
+                await old.aclose()
+                old.deleteLater()
+            if token is not None:
+                problem = await self.conn.set_token(token)
+                if problem:
+                    self.window.statusBar().showMessage(problem, 20000)
+            self.tray.update()
 
     # ------------------------------------------------------------------ tray and background
 
-    def _tray_state(self) -> TrayState:
-        infos = self.ledger.infos()
-        now = time.time()
-        instances = []
-        for model, inst in self.poller.snapshot.instances:
-            info = infos.get(inst.id)
-            deadline = info.idle_deadline if info else None
-            instances.append(
-                TrayInstance(
-                    inst.id,
-                    model.key,
-                    inst.context_length,
-                    estimate_instance(
-                        model,
-                        context_length=inst.context_length,
-                        gpu_fraction=info.gpu_fraction if info and info.gpu_fraction else 1.0,
-                        kv_on_gpu=inst.offload_kv_cache_to_gpu,
-                    ).vram_bytes,
-                    max(0.0, deadline - now) if deadline else None,
-                )
-            )
-        names = {m.key: m.display_name for m in self.poller.snapshot.models}
-        keys = [k for k in self.settings.favourites if k in names]
-        keys += [k for k in self.settings.recent if k in names and k not in keys]
-        quick = [(k, ("★ " if k in self.settings.favourites else "") + names[k]) for k in keys]
-        return TrayState(
+    def tray_state(self) -> TrayState:
+        return build_tray_state(
             server=self.server_url,
-            connection=self.poller.status.state,
-            instances=instances,
-            loading=bool(self.runner.loading),
-            last_refresh=self.poller.status.last_success,
-            gpus=self._gpus(),
+            snapshot=self.poller.snapshot,
+            status=self.poller.status,
+            infos=self.ledger.infos(),
+            favourites=self.settings.favourites,
+            recent=self.settings.recent,
+            loading=bool(self.actions.loading),
+            gpus=self.conn.gpus,
             paused=not self.poller.running,
             notifications_paused=self.notifier.paused,
             window_visible=self.window.isVisible(),
-            quick_loads=quick,
         )
 
     def toggle_window(self) -> None:
@@ -229,6 +241,10 @@ class LmguiApp(QObject):
             self.poller.start()
         self.tray.update()
 
+    def _say(self, sentence: str) -> None:
+        """A failure of lmgui's own background work, said once in the status bar."""
+        self.window.statusBar().showMessage(sentence, 20000)
+
     def _on_tray_notifications_paused(self, paused: bool) -> None:
         self.notifier.paused = paused
 
@@ -237,16 +253,15 @@ class LmguiApp(QObject):
             self.poller.poke()
 
     def _on_tray_chat_requested(self, instance_id: str) -> None:
-        self.window.showNormal()
-        self.window.chat_dock.show()
+        self.window.show_chat()
         self.chat.refresh_models()
-        self.chat._spawn(self.chat.new_thread(instance_id))
+        self.tasks.spawn(self.chat.new_thread(instance_id), f"Opening a chat with {instance_id}")
 
     def quick_load(self, model_key: str) -> None:
         """Load with the settings last used for this model (the tray's Load menu)."""
         request = self.settings.load_defaults().get(model_key) or LoadRequest(model_key)
         self.settings.remember_load(request)
-        self.runner.load(request)
+        self.actions.load(request)
 
     def _update_poll_interval(self) -> None:
         """Visible: the normal rate; hidden: slower; a load in flight: every 0.5 s at least."""
@@ -254,11 +269,11 @@ class LmguiApp(QObject):
             interval = self.poll_ms or self.settings.poll_interval_ms
         else:
             interval = self.poll_ms or self.settings.hidden_poll_interval_ms
-        if self.runner.loading:
+        if self.actions.loading:
             interval = min(LOADING_POLL_MS, interval)
         self.poller.set_interval(interval)
 
-    def _on_runner_pending_changed(self) -> None:
+    def _on_actions_pending_changed(self) -> None:
         self._update_poll_interval()
         self.tray.update()
 
@@ -271,98 +286,53 @@ class LmguiApp(QObject):
                 "tray menu, or turn this off in Settings (Ctrl+,).",
             )
 
+    def _notify(self, notices: list[Notice]) -> None:
+        for n in notices:
+            self.notifier.say(n.kind, n.key, n.title, n.body)
+
     def _on_notifier_notify(self, kind: str, title: str, body: str) -> None:
         if self.tray_available:
             self.tray.show_message(title, body)
         elif kind in ("vanished", "server"):  # the window itself reports loads and unloads
             self.window.statusBar().showMessage(f"{title}: {body}", 15000)
 
-    def _on_runner_load_finished(self, request: LoadRequest, result: LoadResult) -> None:
-        self.notifier.say(
-            "loaded",
-            result.instance_id,
-            f"Loaded {result.instance_id}",
-            f"{request.model_key} is ready"
-            + (
-                f", loaded in {result.load_time_seconds:.1f} s."
-                if result.load_time_seconds
-                else "."
-            ),
-        )
+    def _on_actions_load_finished(self, request: LoadRequest, result: LoadResult) -> None:
+        self._notify([self.policy.loaded(request.model_key, result)])
 
-    def _on_runner_load_failed(self, request: LoadRequest, message: str) -> None:
-        self.notifier.say("load_failed", f"{request.model_key}:{message}", "Load failed", message)
+    def _on_actions_load_failed(self, request: LoadRequest, message: str) -> None:
+        self._notify([self.policy.load_failed(request.model_key, message)])
 
-    def _on_runner_unload_finished(self, instance_id: str) -> None:
-        self.notifier.say("unloaded", instance_id, f"Unloaded {instance_id}", "Its memory is free.")
+    def _on_actions_unload_finished(self, instance_id: str) -> None:
+        self._notify([self.policy.unloaded(instance_id)])
 
     def _on_poller_status_changed(self, status: PollStatus) -> None:
-        was, self._last_state = self._last_state, status.state
-        if was.online and not status.state.online:
-            self.notifier.say("server", "offline", "LM Studio is unreachable", status.message)
-        elif status.state.online and not was.online and was is not ConnectionState.CONNECTING:
-            self.notifier.say(
-                "server", "online", "LM Studio is back", f"{self.server_url} answers again."
-            )
+        self._notify(self.policy.status(status))
         self.tray.update()
-
-    def _vanished(self, diff: SnapshotDiff) -> None:
-        """Instances gone without lmgui asking: say so, and why when it is known."""
-        infos = self.ledger.infos()
-        for iid in diff.instances_removed:
-            model_key = next((c.model.key for c in diff.changed if iid in c.instances_removed), "")
-            if self.runner.expected("removed", iid, model_key):
-                continue
-            info = infos.get(iid)
-            if info and info.idle_deadline and info.idle_deadline <= time.time() + 2:
-                why = "Its idle TTL ran out on the server."
-            else:
-                why = (
-                    "Unloaded without lmgui: an idle TTL, auto-evict of JIT loads, or another "
-                    "client."
-                )
-            self.notifier.say("vanished", iid, f"{iid} was unloaded", why)
 
     def _on_poller_snapshot_changed(self, diff: SnapshotDiff, snapshot: Snapshot) -> None:
         first = not self.tree.models()
         if not first:
-            self._vanished(diff)
-        self.tree.apply(diff, self.runner.expected)
+            self._notify(self.policy.vanished(diff, self.actions.expected, self.ledger.infos()))
+        self.tree.apply(diff, self.actions.expected)
         self.chat.models_changed()
         if first:
             # What start-up and the first fill built lives as long as the window: keep it out of
             # the cyclic GC's full passes, which otherwise stall the GUI thread now and then.
             gc.freeze()
-        self.ledger.sync(snapshot)
+        self.ledger.sync(snapshot, self.poller.snapshot_asked_at)
         self.tree.set_instance_info(self.ledger.infos())
 
     # ------------------------------------------------------------------ settings
 
     def open_settings(self) -> SettingsDialog:
-        s = self.settings
-        profiles = s.profiles
-        if not any(url == self.server_url for _, url in profiles):
-            profiles = [*profiles, ("Current", self.server_url)]
         dialog = SettingsDialog(
-            SettingsValues(
-                self.server_url,
-                None,
-                s.poll_interval_ms,
-                s.vram_budget_gb,
-                s.confirm_unload,
-                hidden_poll_interval_ms=s.hidden_poll_interval_ms,
-                profiles=tuple(profiles),
-                close_to_tray=s.close_to_tray,
-                start_minimized=s.start_minimized,
-                start_on_login=self.autostart.is_enabled(),
-                notify={k: s.notify(k) for k in KINDS},
-                favourites=tuple(s.favourites),
-            ),
-            has_token=self._token() is not None,
+            self.settings.values(self.server_url, start_on_login=self.autostart.is_enabled()),
+            # What the connection already knows: the keyring was read off the GUI thread.
+            has_token=self.client.has_token,
             keyring_note=self.tokens.problem,
             tray_available=self.tray_available,
             autostart_supported=self.autostart.supported,
-            load_defaults=s.load_defaults(),
+            load_defaults=self.settings.load_defaults(),
             parent=self.window,
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -371,21 +341,10 @@ class LmguiApp(QObject):
         return dialog
 
     def apply_settings(self, values: SettingsValues) -> None:
-        s = self.settings
-        s.poll_interval_ms = values.poll_interval_ms
-        s.hidden_poll_interval_ms = values.hidden_poll_interval_ms
-        s.vram_budget_gb = values.vram_budget_gb
-        s.confirm_unload = values.confirm_unload
-        if values.profiles:
-            s.profiles = list(values.profiles)
-        s.close_to_tray = values.close_to_tray
+        """What the Settings dialog said, applied at once, without a restart."""
+        server_changed = values.server_url != self.server_url
+        self.settings.store(values)
         self.window.hide_on_close = self.tray_available and values.close_to_tray
-        s.start_minimized = values.start_minimized
-        for kind, on in values.notify.items():
-            s.set_notify(kind, on)
-        s.favourites = list(values.favourites)
-        for key in values.forget_defaults:
-            s.forget_load_defaults(key)
         if values.start_on_login != self.autostart.is_enabled():
             try:
                 if values.start_on_login:
@@ -397,32 +356,9 @@ class LmguiApp(QObject):
                     f"Could not change starting on login: {exc}", 20000
                 )
         self._update_poll_interval()
-        server_changed = values.server_url != self.server_url
-        if server_changed:
-            self.server_url = values.server_url
-            s.server_url = values.server_url
-            self.session_token = None
-        if values.token is not None:
-            if values.token == "":
-                self.tokens.delete(self.server_url)
-                self.session_token = None
-            elif not self.tokens.set(self.server_url, values.token):
-                self.session_token = values.token  # no keyring: this session only
-                self.window.statusBar().showMessage(self.tokens.problem or "", 20000)
         if server_changed or values.token is not None:
-            self._switching = asyncio.ensure_future(self._switch_client())
-        s.sync()
-        self.window._update_vram()
-
-    async def _switch_client(self) -> None:
-        old, self.client = self.client, self._make_client()
-        self.ledger = InstanceLedger(self._ledger_path())
-        self.runner.ledger = self.ledger
-        self.nvml = NvmlReader() if is_local_url(self.server_url) else None
-        self.poller.set_fetch(self.client.poll_models, lambda: self.client.has_token)
-        self.tree.clear()  # the server itself changed: the one place a reset is right
-        self.poller.poke()
-        await old.aclose()
+            self.switch_server(values.server_url, values.token)
+        self.window.refresh_vram()
 
     # ------------------------------------------------------------------ running
 
@@ -471,9 +407,9 @@ class LmguiApp(QObject):
     async def shutdown(self) -> None:
         self.window.save_layout()
         await self.chat.aclose()
-        await self.poller.aclose()
-        await self.runner.aclose()
-        await self.client.aclose()
+        await self.tasks.aclose()
+        await self.actions.aclose()
+        await self.conn.aclose()
         await self.chat_store.aclose()
         if self.sim is not None:
             self.sim.stop()

@@ -60,7 +60,7 @@ async def test_the_tray_icon_is_embedded_shows_state_and_opens_the_window(
         idle = grab(area)
         assert greenish(idle) == 0
 
-        await app.runner.load(LoadRequest("google/gemma-3-270m"))
+        await app.actions.load(LoadRequest("google/gemma-3-270m"))
         await wait_for(lambda: app.tray.current_icon == "state-loaded")
         await wait_for(lambda: greenish(grab(area)) > 4)  # the icon on screen changed
         assert "1 instance loaded" in icon.toolTip()

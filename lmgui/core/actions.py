@@ -1,28 +1,27 @@
 """Load and unload as tasks owned in one place: progress, failures, and what lmgui caused.
 
-Dialogs hand over value objects (``LoadRequest``); this runner keeps a reference to every task,
-reports each outcome as a signal with a sentence a user understands, cancels everything at quit,
+Dialogs hand over value objects (``LoadRequest``); ``Actions`` runs each on the current server's
+connection in its ``TaskSet``, reports each outcome as a signal with a sentence a user
+understands, ends what is in flight with a sentence when the server is switched or lmgui quits,
 and remembers which instance changes lmgui itself made, so the table marks only the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from lmgui.api.client import LMStudioClient
 from lmgui.api.errors import ApiError
 from lmgui.api.records import LoadResult
-from lmgui.core.ledger import InstanceLedger
-from lmgui.core.poller import Poller
+from lmgui.core.connection import ServerConnection
+from lmgui.core.messages import still_loaded_sentence
 from lmgui.core.requests import LoadRequest
+from lmgui.core.tasks import TaskSet
 
 __all__ = ["Actions", "LoadRequest"]
 
@@ -48,19 +47,18 @@ class Actions(QObject):
 
     def __init__(
         self,
-        client: Callable[[], LMStudioClient],
-        poller: Poller,
-        ledger: InstanceLedger,
+        connection: Callable[[], ServerConnection],
         parent: QObject | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        report: Callable[[str], None] | None = None,
     ) -> None:
+        """``connection()`` is the current server's; ``report`` hears a failure of lmgui's own
+        (not the server's, which the signals carry) as one sentence."""
         super().__init__(parent)
-        self._client = client
-        self._poller = poller
-        self.ledger = ledger
+        self._connection = connection
         self._clock = clock
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = TaskSet("actions", report)
         self.loading: dict[int, LoadRequest] = {}
         self._load_ids = 0
         self._expect_added: dict[str, float] = {}
@@ -87,20 +85,21 @@ class Actions(QObject):
 
     # ------------------------------------------------------------------ tasks
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+    async def abandon(self, reason: str) -> None:
+        """End every load and unload in flight, each with a sentence: ``reason`` says why
+        ("lmgui switched to another server")."""
+        loads = list(self.loading.values())
+        unloads = sorted(self.unloading)
+        await self.tasks.aclose()
+        self.tasks = TaskSet("actions", self.tasks.report)
+        for req in loads:
+            self.load_failed.emit(req, f"Loading {req.model_key} was stopped: {reason}.")
+        for iid in unloads:
+            self.unload_failed.emit(iid, f"Unloading {iid} was not confirmed: {reason}.")
 
     async def aclose(self) -> None:
         self._ttl_timer.stop()
-        tasks = [t for t in self._tasks if not t.done()]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await self.tasks.aclose()
 
     # ------------------------------------------------------------------ load
 
@@ -110,12 +109,14 @@ class Actions(QObject):
         self.loading[ticket] = request
         self.pending_changed.emit()
         self.load_started.emit(request)
-        self._poller.poke()  # the new instance shows at once, as "loading"
-        return self._spawn(self._load(ticket, request))
+        self._connection().poller.poke()  # the new instance shows at once, as "loading"
+        return self.tasks.spawn(self._load(ticket, request), f"Loading {request.model_key}")
 
     async def _load(self, ticket: int, req: LoadRequest) -> LoadResult | None:
+        conn = self._connection()
         try:
-            result = await self._client().load(req.model_key, **req.client_kwargs())
+            client = await conn.ready()
+            result = await client.load(req.model_key, **req.client_kwargs())
         except ApiError as exc:
             self.load_failed.emit(req, f"Loading {req.model_key} failed: {exc}")
             return None
@@ -128,10 +129,10 @@ class Actions(QObject):
         finally:
             self.loading.pop(ticket, None)
             self.pending_changed.emit()
-            self._poller.poke()
+            conn.poller.poke()
         self._expect_added[result.instance_id] = self._clock() + EXPECT_SECONDS
         ttl = req.ttl_seconds
-        self.ledger.record_load(
+        conn.ledger.record_load(
             result.instance_id,
             req.model_key,
             context_length=result.load_config.get("context_length", req.context_length),
@@ -151,29 +152,30 @@ class Actions(QObject):
             self._expect_removed[iid] = now + EXPECT_SECONDS
             self.unloading.add(iid)
         self.pending_changed.emit()
-        return self._spawn(self._unload(list(instance_ids)))
+        what = f"Unloading {', '.join(instance_ids)}"
+        return self.tasks.spawn(self._unload(list(instance_ids)), what)
 
     async def _unload(self, ids: list[str]) -> list[str]:
+        conn = self._connection()
         asked: list[str] = []
         try:
+            client = await conn.ready()
             for iid in ids:
                 try:
-                    await self._client().unload(iid)
+                    await client.unload(iid)
                     asked.append(iid)
                 except ApiError as exc:
                     self.unload_failed.emit(iid, f"Unloading {iid} failed: {exc}")
             if not asked:
                 return []
-            await self._next_poll()
-            present = {i.id for _, i in self._poller.snapshot.instances}
+            await self._next_poll(conn)
+            present = {i.id for _, i in conn.poller.snapshot.instances}
             gone = []
             for iid in asked:
                 if iid in present:
-                    self.unload_failed.emit(
-                        iid, f"{iid} is still loaded after unloading it; the server kept it."
-                    )
+                    self.unload_failed.emit(iid, still_loaded_sentence([iid]))
                 else:
-                    self.ledger.forget(iid)
+                    conn.ledger.forget(iid)
                     gone.append(iid)
                     self.unload_finished.emit(iid)
             return gone
@@ -181,26 +183,29 @@ class Actions(QObject):
             self.unloading.difference_update(ids)
             self.pending_changed.emit()
 
-    async def _next_poll(self) -> None:
+    @staticmethod
+    async def _next_poll(conn: ServerConnection) -> None:
         """Wait for a poll that started after now (a poll already in flight may be stale)."""
-        for _ in range(2 if self._poller.in_flight else 1):
+        poller = conn.poller
+        for _ in range(2 if poller.in_flight else 1):
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             finished = functools.partial(_resolve, done)
-            self._poller.poll_finished.connect(finished)
+            poller.poll_finished.connect(finished)
             try:
-                self._poller.poke()
+                poller.poke()
                 await asyncio.wait_for(done, 30)
             except TimeoutError:
                 return
             finally:
-                self._poller.poll_finished.disconnect(finished)
+                poller.poll_finished.disconnect(finished)
 
     # ------------------------------------------------------------------ TTL that lmgui enforces
 
     def _on_ttl_timer_timeout(self) -> None:
-        if not self._poller.status.state.online:
+        conn = self._connection()
+        if not conn.poller.status.state.online:
             return  # the countdown is not a reason to fire requests at an offline server
-        expired = [iid for iid in self.ledger.expired() if iid not in self.unloading]
+        expired = [iid for iid in conn.ledger.expired() if iid not in self.unloading]
         if expired:
             for iid in expired:
                 self.ttl_expired.emit(iid)

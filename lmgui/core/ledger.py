@@ -93,15 +93,21 @@ class InstanceLedger:
         if self.entries.pop(instance_id, None) is not None:
             self._save()
 
-    def sync(self, snapshot: Snapshot) -> bool:
-        """Drop entries whose instance is gone or is now a different load; True if any went."""
+    def sync(self, snapshot: Snapshot, taken_at: float | None = None) -> bool:
+        """Drop entries whose instance is gone or is now a different load; True if any went.
+
+        ``taken_at`` (wall time the list was asked for): an entry recorded or used after it is
+        kept, since a list fetched before a load finished cannot show that load yet."""
         live: dict[str, Any] = {i.id: (m.key, i.context_length) for m, i in snapshot.instances}
         stale = [
             iid
             for iid, e in self.entries.items()
-            if live.get(iid) is None
-            or live[iid][0] != e.model_key
-            or (e.context_length is not None and live[iid][1] != e.context_length)
+            if (taken_at is None or e.last_used <= taken_at)
+            and (
+                live.get(iid) is None
+                or live[iid][0] != e.model_key
+                or (e.context_length is not None and live[iid][1] != e.context_length)
+            )
         ]
         for iid in stale:
             del self.entries[iid]

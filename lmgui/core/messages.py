@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 
 from lmgui.api.records import LoadResult, Quantization
-from lmgui.core.poller import ConnectionState, PollStatus
+from lmgui.core.status import ConnectionState, PollStatus
 
 __all__ = [
     "loaded_sentence",

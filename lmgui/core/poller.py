@@ -18,14 +18,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from enum import Enum
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from lmgui.api.errors import ApiError, AuthError, ServerUnreachable, UnsupportedServer
+from lmgui.api.errors import ApiError
 from lmgui.api.records import Model
 from lmgui.core.snapshot import Snapshot, diff
+from lmgui.core.status import ConnectionState, PollStatus, classify
 
 __all__ = ["ConnectionState", "PollStatus", "Poller"]
 
@@ -33,42 +32,6 @@ log = logging.getLogger(__name__)
 
 Fetch = Callable[[], Awaitable[list[Model] | None]]
 """Returns the server's models, or None when they are unchanged since the last call."""
-
-
-class ConnectionState(Enum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    SLOW = "slow"
-    TOKEN_NEEDED = "token needed"
-    TOKEN_REJECTED = "token rejected"
-    UNREACHABLE = "unreachable"
-    UNSUPPORTED = "not an LM Studio 0.4 server"
-    FAILING = "server error"
-
-    @property
-    def online(self) -> bool:
-        """The last poll succeeded (SLOW: and the one in flight is taking long)."""
-        return self in (ConnectionState.CONNECTED, ConnectionState.SLOW)
-
-
-@dataclass(frozen=True)
-class PollStatus:
-    state: ConnectionState
-    message: str = ""
-    since: float = 0.0
-    """Wall-clock time this state began (time.time())."""
-    last_success: float | None = None
-    """Wall-clock time of the last good poll."""
-
-
-def classify(exc: BaseException, has_token: bool) -> ConnectionState:
-    if isinstance(exc, AuthError):
-        return ConnectionState.TOKEN_REJECTED if has_token else ConnectionState.TOKEN_NEEDED
-    if isinstance(exc, ServerUnreachable):
-        return ConnectionState.UNREACHABLE
-    if isinstance(exc, UnsupportedServer):
-        return ConnectionState.UNSUPPORTED
-    return ConnectionState.FAILING
 
 
 class Poller(QObject):
@@ -107,6 +70,8 @@ class Poller(QObject):
         self._running = False
         self._failures = 0
         self.snapshot = Snapshot()
+        self.snapshot_asked_at = 0.0
+        """Wall time the request that returned ``snapshot`` was sent."""
         self._last_success: float | None = None
         self.status = PollStatus(ConnectionState.CONNECTING, since=time.time())
         self.polls = 0
@@ -186,6 +151,7 @@ class Poller(QObject):
 
     async def _poll(self) -> None:
         self._slow_timer.start()
+        started = time.time()
         try:
             models = await self._fetch()
         except asyncio.CancelledError:
@@ -207,6 +173,7 @@ class Poller(QObject):
                 new = Snapshot.of(models)
                 d = diff(self.snapshot, new)
                 self.snapshot = new
+                self.snapshot_asked_at = started
                 if not d.empty:
                     self.snapshot_changed.emit(d, new)
             self._set_status(ConnectionState.CONNECTED, "")

@@ -7,16 +7,36 @@ under its own keys through ``value``/``set_value``; everything else has a typed 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings
 
 from lmgui.api.client import DEFAULT_BASE_URL, normalize_base_url
+from lmgui.core.notify import KINDS
 from lmgui.core.paths import private_dir
 from lmgui.core.requests import LoadRequest
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "SettingsValues"]
+
+
+@dataclass(frozen=True)
+class SettingsValues:
+    server_url: str
+    token: str | None
+    """None: leave the stored token as it is; "" removes it."""
+    poll_interval_ms: int
+    vram_budget_gb: float
+    confirm_unload: bool
+    hidden_poll_interval_ms: int = 5000
+    profiles: tuple[tuple[str, str], ...] = ()
+    close_to_tray: bool = True
+    start_minimized: bool = False
+    start_on_login: bool = False
+    notify: dict[str, bool] = field(default_factory=dict)
+    favourites: tuple[str, ...] = ()
+    forget_defaults: tuple[str, ...] = ()
 
 
 class Settings:
@@ -182,3 +202,42 @@ class Settings:
 
     def sync(self) -> None:
         self.q.sync()
+
+    def store(self, values: SettingsValues) -> None:
+        """Keep what the Settings dialog says (the token and start on login are not settings:
+        the keyring and the OS keep them)."""
+        self.poll_interval_ms = values.poll_interval_ms
+        self.hidden_poll_interval_ms = values.hidden_poll_interval_ms
+        self.vram_budget_gb = values.vram_budget_gb
+        self.confirm_unload = values.confirm_unload
+        if values.profiles:
+            self.profiles = list(values.profiles)
+        self.close_to_tray = values.close_to_tray
+        self.start_minimized = values.start_minimized
+        for kind, on in values.notify.items():
+            self.set_notify(kind, on)
+        self.favourites = list(values.favourites)
+        for key in values.forget_defaults:
+            self.forget_load_defaults(key)
+        self.server_url = values.server_url
+        self.sync()
+
+    def values(self, server_url: str, *, start_on_login: bool) -> SettingsValues:
+        """What the Settings dialog opens with (the server in use is always among the profiles)."""
+        profiles = self.profiles
+        if not any(url == server_url for _, url in profiles):
+            profiles = [*profiles, ("Current", server_url)]
+        return SettingsValues(
+            server_url,
+            None,
+            self.poll_interval_ms,
+            self.vram_budget_gb,
+            self.confirm_unload,
+            hidden_poll_interval_ms=self.hidden_poll_interval_ms,
+            profiles=tuple(profiles),
+            close_to_tray=self.close_to_tray,
+            start_minimized=self.start_minimized,
+            start_on_login=start_on_login,
+            notify={k: self.notify(k) for k in KINDS},
+            favourites=tuple(self.favourites),
+        )

@@ -1,7 +1,9 @@
-"""The main window: every model and its loaded instances, VRAM, and the load/unload actions.
+"""The main window: every model and its loaded instances, their details, the VRAM bar and the
+connection's status; it keeps its layout and hides to the tray on close.
 
-It reads state (the tree model, the poller's status, the ledger) and turns user intents into calls
-on ``Actions`` and the poller; it never talks HTTP itself.
+It reads state (the tree model, the poller's status) and turns user intents into calls on the
+poller and, through ``DialogWiring``, on ``Actions``; it never talks HTTP itself. Its parts:
+``WindowActions`` (toolbar, menus, shortcuts), ``VramBar`` and ``DialogWiring`` (load/unload).
 """
 
 from __future__ import annotations
@@ -10,59 +12,38 @@ import time
 from collections.abc import Callable
 
 from PySide6.QtCore import QByteArray, QModelIndex, QPoint, Qt, QTimer, Signal
-from PySide6.QtGui import (
-    QAction,
-    QCloseEvent,
-    QGuiApplication,
-    QHideEvent,
-    QIcon,
-    QKeySequence,
-    QPalette,
-    QShowEvent,
-)
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QHideEvent, QPalette, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDockWidget,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
     QMainWindow,
-    QMenu,
-    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QSplitter,
-    QToolBar,
     QTreeView,
     QVBoxLayout,
     QWidget,
 )
 
-from lmgui.api.records import Instance, LoadResult, Model
-from lmgui.core.actions import Actions, LoadRequest
+from lmgui.api.records import Instance, Model
+from lmgui.core.actions import Actions
 from lmgui.core.format import UNREADABLE_TIP, capabilities, field_text, human_bytes, human_count
 from lmgui.core.gpu import GpuMemory
-from lmgui.core.messages import not_applied_sentence
+from lmgui.core.instances import InstanceInfo
+from lmgui.core.messages import quantization_label, state_text
 from lmgui.core.poller import ConnectionState, Poller, PollStatus
 from lmgui.core.settings import Settings
 from lmgui.qtmodels.model_tree import Column, ModelFilterProxy, ModelTreeModel, Role, RowKind
 from lmgui.ui.chat_pane import ChatPane
-from lmgui.ui.icons import app_icon, state_icon
-from lmgui.ui.load_dialog import LoadDialog, VramContext
+from lmgui.ui.dialog_wiring import DialogWiring, UnloadScope
+from lmgui.ui.icons import app_icon
+from lmgui.ui.load_dialog import LoadDialog
 from lmgui.ui.unload_dialog import UnloadDialog
+from lmgui.ui.vram_bar import VramBar
+from lmgui.ui.window_actions import WindowActions
 
 __all__ = ["MainWindow"]
-
-STATE_TEXT = {
-    ConnectionState.CONNECTING: "Connecting…",
-    ConnectionState.CONNECTED: "Connected",
-    ConnectionState.SLOW: "Slow to answer",
-    ConnectionState.TOKEN_NEEDED: "Token needed",
-    ConnectionState.TOKEN_REJECTED: "Token rejected",
-    ConnectionState.UNREACHABLE: "Unreachable",
-    ConnectionState.UNSUPPORTED: "Not an LM Studio 0.4 server",
-    ConnectionState.FAILING: "Server error",
-}
 
 
 COLUMN_WIDTHS = {
@@ -92,6 +73,9 @@ class MainWindow(QMainWindow):
     quit_requested = Signal()
     settings_requested = Signal()
 
+    hide_on_close = False
+    """Set by the app where a system tray exists and the user wants closing to hide."""
+
     def __init__(
         self,
         tree: ModelTreeModel,
@@ -101,16 +85,24 @@ class MainWindow(QMainWindow):
         *,
         server_url: Callable[[], str],
         gpus: Callable[[], list[GpuMemory] | None] = lambda: None,
+        instance_infos: Callable[[], dict[str, InstanceInfo]] | None = None,
         parent: QWidget | None = None,
     ) -> None:
+        """``gpus`` reads the GPU memory (NVML), once per poll. ``instance_infos`` gives the
+        ledger's facts per instance (offload, TTL), shown as soon as a load or unload finishes;
+        without it they show at the tree's next change."""
         super().__init__(parent)
         self.tree = tree
         self.poller = poller
-        self.runner = actions
         self.settings = settings
         self._server_url = server_url
         self._gpus = gpus
-        self._load_dialogs: list[LoadDialog] = []
+        self.last_gpus: list[GpuMemory] | None = gpus()
+        """GPU memory as NVML measured it at the last poll (None: no reader, or no GPU).
+
+        ``gpus`` is called here and once per poll, never on a paint or a tick. The window's
+        slot is connected before the app connects the tray's, so on each poll the tray can show
+        this same reading instead of reading the driver again."""
         self.setWindowTitle("lmgui")
         self.setWindowIcon(app_icon())
 
@@ -146,44 +138,57 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([520, 130])
 
-        self.vram_bar = QProgressBar()
-        self.vram_bar.setAccessibleName("Estimated VRAM in use")
-        self.vram_bar.setTextVisible(True)
-        self.vram_bar.setMinimumWidth(280)
-        self.vram_label = QLabel()
-        self.vram_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.gpu_label = QLabel()
-        self.gpu_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.gpu_label.setAccessibleName("Measured GPU memory")
-        vram_row = QHBoxLayout()
-        vram_row.addWidget(QLabel("VRAM:"))
-        vram_row.addWidget(self.vram_bar, 1)
-        vram_row.addWidget(self.vram_label)
+        self.vram = VramBar()
+        self.vram_bar: QProgressBar = self.vram.bar  # the bar itself, as tests and tools find it
 
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(6, 6, 6, 0)
         layout.addWidget(self.splitter, 1)
-        layout.addLayout(vram_row)
-        layout.addWidget(self.gpu_label)
+        layout.addWidget(self.vram)
         self.setCentralWidget(central)
 
-        self._build_actions()
+        self.commands = WindowActions(
+            self,
+            on_refresh=lambda: self.poller.poke(),  # the poller of the moment: see set_poller
+            on_load=self.open_load_dialog,
+            on_unload=self.open_unload_dialog,
+            on_unload_all=self.unload_everything,
+            on_settings=self.settings_requested.emit,
+            on_quit=self.quit_requested.emit,
+            on_chat=self.open_chat,
+            on_copy_key=self._copy_key,
+        )
+        # The window's public names for its actions and filter (tests and the app use them).
+        self.refresh_action = self.commands.refresh_action
+        self.load_action = self.commands.load_action
+        self.unload_action = self.commands.unload_action
+        self.unload_all_action = self.commands.unload_all_action
+        self.settings_action = self.commands.settings_action
+        self.quit_action = self.commands.quit_action
+        self.chat_action = self.commands.chat_action
+        self.copy_key_action = self.commands.copy_key_action
+        self.filter_box = self.commands.filter_box
+        self.toggles = self.commands.toggles
+        self.commands.filter_changed.connect(self._on_filter_changed)
+
+        # Not `self.actions`: that would hide QWidget.actions(), the window's list of QActions.
+        self.dialogs = DialogWiring(
+            self,
+            tree,
+            actions,
+            settings,
+            gpus=lambda: self.last_gpus,
+            instance_infos=instance_infos,
+        )
+        self.dialogs.instance_chosen.connect(self.select_instance)
         self._build_status_bar()
 
         self.proxy.rowsInserted.connect(self._on_proxy_rows_inserted)
         self.proxy.modelReset.connect(self._on_proxy_model_reset)
         tree.dimmed_changed.connect(self._on_tree_dimmed_changed)
         self.view.selectionModel().selectionChanged.connect(self._on_selection_changed)
-        poller.status_changed.connect(self._on_poller_status_changed)
-        poller.poll_finished.connect(self._on_poller_poll_finished)
-        actions.load_started.connect(self._on_actions_load_started)
-        actions.load_finished.connect(self._on_actions_load_finished)
-        actions.load_failed.connect(self._on_actions_load_failed)
-        actions.unload_failed.connect(self._on_actions_unload_failed)
-        actions.unload_finished.connect(self._on_actions_unload_finished)
-        actions.ttl_expired.connect(self._on_actions_ttl_expired)
-        actions.pending_changed.connect(self._on_actions_pending_changed)
+        self._connect_poller(poller)
 
         self._age_timer = QTimer(self)
         self._age_timer.setInterval(1000)
@@ -192,128 +197,22 @@ class MainWindow(QMainWindow):
         self.restore_layout()
         self._on_poller_status_changed(poller.status)
         self._update_selection_actions()
-        self._update_vram()
+        self.refresh_vram()
 
-    # ------------------------------------------------------------------ building
+    def _connect_poller(self, poller: Poller) -> None:
+        poller.status_changed.connect(self._on_poller_status_changed)
+        poller.poll_finished.connect(self._on_poller_poll_finished)
 
-    def _action(
-        self,
-        text: str,
-        slot: Callable[[], object],
-        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
-        tip: str = "",
-        icon: QIcon | None = None,
-    ) -> QAction:
-        action = QAction(text, self)
-        if icon is not None:
-            action.setIcon(icon)
-        if shortcut is not None:
-            action.setShortcut(
-                shortcut if isinstance(shortcut, QKeySequence) else QKeySequence(shortcut)
-            )
-        action.setToolTip(tip or text.replace("&", "").rstrip("…"))
-        action.setStatusTip(action.toolTip())
-        action.triggered.connect(lambda _checked=False: slot())
-        self.addAction(action)
-        return action
-
-    def _build_actions(self) -> None:
-        self.refresh_action = self._action(
-            "&Refresh",
-            self.poller.poke,
-            QKeySequence.StandardKey.Refresh,
-            "Refresh now (F5)",
-            state_icon("refresh"),
-        )
-        self.refresh_action.setShortcuts([QKeySequence("F5"), QKeySequence("Ctrl+R")])
-        self.load_action = self._action(
-            "&Load…",
-            self.open_load_dialog,
-            "Ctrl+L",
-            "Load the selected model (Ctrl+L)",
-            state_icon("load"),
-        )
-        self.unload_action = self._action(
-            "&Unload…",
-            self.open_unload_dialog,
-            QKeySequence.StandardKey.Delete,
-            "Unload the selected instances (Del)",
-            state_icon("unload"),
-        )
-        self.unload_all_action = self._action(
-            "Unload &all instances of all models…",
-            self.unload_everything,
-            None,
-            "Unload every loaded instance on the server",
-        )
-        self.settings_action = self._action(
-            "&Settings…",
-            self.settings_requested.emit,
-            "Ctrl+,",
-            "Settings (Ctrl+,)",
-        )
-        self.quit_action = self._action("&Quit", self.quit_requested.emit, "Ctrl+Q", "Quit lmgui")
-        self.chat_action = self._action(
-            "&Chat", self.open_chat, "Ctrl+T", "Chat with the selected model or instance (Ctrl+T)"
-        )
-        self.copy_key_action = self._action(
-            "Copy model &key",
-            self._copy_key,
-            QKeySequence.StandardKey.Copy,
-            "Copy the selected model's key, or the instance id (Ctrl+C)",
-        )
-        self.filter_box = QLineEdit()
-        self.filter_box.setPlaceholderText("Filter by name, key or publisher")
-        self.filter_box.setAccessibleName("Filter")
-        self.filter_box.setToolTip("Filter by name, key or publisher (Ctrl+F)")
-        self.filter_box.setClearButtonEnabled(True)
-        self.filter_box.setMaximumWidth(320)
-        self.filter_box.textChanged.connect(self._on_filter_changed)
-        self._action(
-            "&Filter", self._focus_filter, QKeySequence.StandardKey.Find, "Filter (Ctrl+F)"
-        )
-
-        self.toggles: dict[str, QAction] = {}
-        for name, text, tip in (
-            ("loaded", "Loaded", "Show only loaded models"),
-            ("llm", "LLM", "Show LLMs"),
-            ("embedding", "Embedding", "Show embedding models"),
-            ("vision", "Vision", "Show only vision models"),
-            ("tools", "Tools", "Show only models trained for tool use"),
-        ):
-            act = QAction(text, self)
-            act.setCheckable(True)
-            act.setToolTip(tip)
-            act.toggled.connect(self._on_filter_changed)
-            self.toggles[name] = act
-
-        bar = QToolBar("Main")
-        bar.setObjectName("main-toolbar")
-        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        for act in (self.refresh_action, self.load_action, self.unload_action):
-            bar.addAction(act)
-        bar.addSeparator()
-        bar.addWidget(self.filter_box)
-        for act in self.toggles.values():
-            bar.addAction(act)
-        self.addToolBar(bar)
-
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        file_menu.addAction(self.settings_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        models_menu = menu.addMenu("&Models")
-        for act in (self.refresh_action, self.load_action, self.unload_action):
-            models_menu.addAction(act)
-        models_menu.addAction(self.chat_action)
-        models_menu.addSeparator()
-        models_menu.addAction(self.unload_all_action)
-        models_menu.addSeparator()
-        models_menu.addAction(self.copy_key_action)
-        self.view_menu = menu.addMenu("&View")
-        for act in self.toggles.values():
-            self.view_menu.addAction(act)
+    def set_poller(self, poller: Poller) -> None:
+        """Follow another server's poller (the app switched servers)."""
+        old, self.poller = self.poller, poller
+        old.status_changed.disconnect(self._on_poller_status_changed)
+        old.poll_finished.disconnect(self._on_poller_poll_finished)
+        self._connect_poller(poller)
+        # The old server's GPU reading is not this one's; `gpus` now answers for the new server.
+        self.last_gpus = self._gpus()
+        self._on_poller_status_changed(poller.status)
+        self.refresh_vram()
 
     def _build_status_bar(self) -> None:
         self.server_label = QLabel()
@@ -346,8 +245,14 @@ class MainWindow(QMainWindow):
             self.restoreState(state)  # the dock's place and visibility from last time
         self._chat_toggle = self.chat_dock.toggleViewAction()
         self._chat_toggle.setText("Chat &pane")
-        self.view_menu.addSeparator()
-        self.view_menu.addAction(self._chat_toggle)
+        self.commands.view_menu.addSeparator()
+        self.commands.view_menu.addAction(self._chat_toggle)
+
+    def show_chat(self) -> None:
+        """The window shown normally (from the tray, or minimized), with the chat pane open."""
+        self.showNormal()
+        if getattr(self, "chat_pane", None) is not None:
+            self.chat_dock.show()
 
     def open_chat(self) -> None:
         """A new thread with the selected instance (or model), in the chat pane."""
@@ -366,6 +271,21 @@ class MainWindow(QMainWindow):
         self.chat_dock.raise_()
         pane.refresh_models()
         pane._spawn(pane.new_thread(target))
+
+    # ------------------------------------------------------------------ load and unload
+
+    def open_load_dialog(self, model_key: str | None = None) -> LoadDialog | None:
+        return self.dialogs.open_load_dialog(model_key, self.selected_models())
+
+    def open_unload_dialog(self) -> UnloadDialog | None:
+        """Unload the selected instances (or those of the selected models)."""
+        instances = self.selected_instances()
+        if not instances:
+            return None
+        return self.dialogs.unload(instances, UnloadScope.SELECTED)
+
+    def unload_everything(self) -> UnloadDialog | None:
+        return self.dialogs.unload_everything()
 
     # ------------------------------------------------------------------ selection helpers
 
@@ -411,7 +331,7 @@ class MainWindow(QMainWindow):
 
     def _on_tree_changed(self) -> None:
         self._update_selection_actions()
-        self._update_vram()
+        self.refresh_vram()
         self._show_details()
 
     def _on_tree_dimmed_changed(self, dimmed: bool) -> None:
@@ -445,7 +365,6 @@ class MainWindow(QMainWindow):
         model = rows[0].data(Role.MODEL)
         lines: list[str] = []
         if isinstance(rec, Model):
-            q = rec.quantization
             lines += [
                 rec.display_name,
                 f"key: {rec.key}",
@@ -453,8 +372,7 @@ class MainWindow(QMainWindow):
                 f"publisher: {rec.publisher or '-'}",
                 f"architecture: {rec.architecture or '-'}",
                 f"format: {rec.format or '-'}",
-                f"quantization: {(q.name if q else None) or '-'}"
-                + (f" ({q.bits_per_weight:g} bits/weight)" if q and q.bits_per_weight else ""),
+                f"quantization: {quantization_label(rec.quantization, bits=True) or '-'}",
                 f"parameters: {rec.params_string or '-'}",
                 f"size on disk: {field_text(rec, 'size_bytes', human_bytes)}",
                 f"max context: {field_text(rec, 'max_context_length', human_count)}",
@@ -480,14 +398,7 @@ class MainWindow(QMainWindow):
             self.open_load_dialog()
 
     def _on_view_context_menu(self, pos: QPoint) -> None:
-        menu = QMenu(self)
-        menu.addAction(self.load_action)
-        menu.addAction(self.unload_action)
-        menu.addAction(self.chat_action)
-        menu.addSeparator()
-        menu.addAction(self.copy_key_action)
-        menu.addAction(self.refresh_action)
-        menu.popup(self.view.viewport().mapToGlobal(pos))
+        self.commands.context_menu(self).popup(self.view.viewport().mapToGlobal(pos))
 
     def _copy_key(self) -> None:
         rows = self._rows()
@@ -497,26 +408,19 @@ class MainWindow(QMainWindow):
             QGuiApplication.clipboard().setText(text)
             self.statusBar().showMessage(f"Copied {text}", 3000)
 
-    def _focus_filter(self) -> None:
-        self.filter_box.setFocus()
-        self.filter_box.selectAll()
-
     def _on_filter_changed(self) -> None:
         self.proxy.set_text(self.filter_box.text())
-        t = self.toggles
-        types = {n for n in ("llm", "embedding") if t[n].isChecked()}
+        on = self.commands.checked_toggles()
         self.proxy.set_toggles(
-            loaded_only=t["loaded"].isChecked(),
-            types=types,
-            vision_only=t["vision"].isChecked(),
-            tools_only=t["tools"].isChecked(),
+            loaded_only="loaded" in on,
+            types=on & {"llm", "embedding"},
+            vision_only="vision" in on,
+            tools_only="tools" in on,
         )
 
     def _on_poller_status_changed(self, status: PollStatus) -> None:
         self.server_label.setText(self._server_url())
-        text = STATE_TEXT[status.state]
-        if status.state is ConnectionState.UNREACHABLE:
-            text = f"Unreachable since {time.strftime('%H:%M', time.localtime(status.since))}"
+        text = state_text(status)
         self.state_label.setText(text)
         self.state_label.setToolTip(status.message or text)
         self.tree.set_dimmed(
@@ -528,6 +432,8 @@ class MainWindow(QMainWindow):
 
     def _on_poller_poll_finished(self) -> None:
         # Once per poll, not once per changed cell: the tree may change in many places at once.
+        # NVML is read here and nowhere else, so the window and the tray share one reading.
+        self.last_gpus = self._gpus()
         self._update_age()
         self._on_tree_changed()
 
@@ -541,176 +447,15 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ VRAM
 
-    def vram_context(self, gpus: list[GpuMemory] | None = None) -> VramContext:
-        used = self.tree.total_vram()
-        gpus = gpus if gpus is not None else self._gpus()
-        if gpus:
-            total = sum(g.total_bytes for g in gpus)
-            return VramContext(total, sum(g.used_bytes for g in gpus), "nvml")
-        budget = self.settings.vram_budget_gb
-        if budget > 0:
-            return VramContext(int(budget * 1e9), used, "budget")
-        return VramContext(None, used, "none")
+    def refresh_vram(self) -> None:
+        """Show the VRAM figures again (after the budget changed, say) from the tree's estimate
+        and the last NVML reading; reads no GPU itself."""
+        self.vram.show_figures(self.tree.total_vram(), self.settings.vram_budget_gb, self.last_gpus)
+        self.dialogs.refresh()
 
     def _update_vram(self) -> None:
-        used = self.tree.total_vram()
-        budget = self.settings.vram_budget_gb
-        gpus = self._gpus()
-        total = sum(g.total_bytes for g in gpus) if gpus else int(budget * 1e9) if budget else 0
-        self.vram_bar.setRange(0, 1000)
-        self.vram_bar.setValue(min(1000, int(used / total * 1000)) if total else 0)
-        self.vram_bar.setFormat(
-            f"{human_bytes(used)} estimated"
-            + (f" of {human_bytes(total)}" if total else " (no VRAM budget set)")
-        )
-        self.vram_label.setText(
-            "estimate; measured below"
-            if gpus
-            else "estimate (set a budget in Settings)"
-            if not budget
-            else "estimate, against your VRAM budget"
-        )
-        if gpus:
-            self.gpu_label.setText(
-                "Measured (NVML): "
-                + "; ".join(
-                    f"{g.name}: {human_bytes(g.used_bytes)} of {human_bytes(g.total_bytes)} used"
-                    for g in gpus
-                )
-            )
-            self.gpu_label.show()
-        else:
-            self.gpu_label.hide()
-        for dialog in self._load_dialogs:
-            dialog.set_vram(self.vram_context(gpus))
-            dialog.set_models(self.tree.models())
-
-    # ------------------------------------------------------------------ load
-
-    def open_load_dialog(self, model_key: str | None = None) -> LoadDialog | None:
-        models = self.tree.models()
-        if not models:
-            self.statusBar().showMessage(
-                "No models to load yet: the server has not answered.", 5000
-            )
-            return None
-        selected = self.selected_models()
-        key = model_key or (selected[0].key if selected else models[0].key)
-        llms_first = sorted(models, key=lambda m: (m.type != "llm", m.display_name.casefold()))
-        dialog = LoadDialog(
-            llms_first,
-            key,
-            self.vram_context(),
-            defaults=self.settings.load_defaults(),
-            parent=self,
-        )
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.load_requested.connect(self._on_dialog_load_requested)
-        dialog.use_loaded.connect(self.select_instance)
-        dialog.finished.connect(lambda _=0, d=dialog: self._forget_dialog(d))
-        self._load_dialogs.append(dialog)
-        dialog.show()
-        return dialog
-
-    def _forget_dialog(self, dialog: LoadDialog) -> None:
-        if dialog in self._load_dialogs:
-            self._load_dialogs.remove(dialog)
-
-    def _on_dialog_load_requested(self, request: LoadRequest) -> None:
-        self.settings.remember_load(request)
-        self.runner.load(request)
-
-    def _dialogs_for(self, key: str) -> list[LoadDialog]:
-        return [d for d in self._load_dialogs if d.model.key == key]
-
-    def _on_actions_load_started(self, request: LoadRequest) -> None:
-        for d in self._dialogs_for(request.model_key):
-            d.show_started(request)
-        self.statusBar().showMessage(f"Loading {request.model_key}…")
-
-    def _on_actions_load_finished(self, request: LoadRequest, result: LoadResult) -> None:
-        for d in self._dialogs_for(request.model_key):
-            d.show_finished(result)
-        msg = f"Loaded {request.model_key} as {result.instance_id}"
-        if result.load_time_seconds:
-            msg += f" in {result.load_time_seconds:.1f} s"
-        msg += "."
-        if result.not_applied:
-            msg += " " + not_applied_sentence(result, ttl_enforced=True)
-        self.statusBar().showMessage(msg, 15000)
-        self.tree.set_instance_info(self.runner.ledger.infos())
-
-    def _on_actions_load_failed(self, request: LoadRequest, message: str) -> None:
-        dialogs = self._dialogs_for(request.model_key)
-        for d in dialogs:
-            d.show_failed(message)
-        self.statusBar().showMessage(message, 20000)
-        if not dialogs:
-            self._error(message)
-
-    # ------------------------------------------------------------------ unload
-
-    def open_unload_dialog(self) -> UnloadDialog | None:
-        instances = self.selected_instances()
-        if not instances:
-            return None
-        return self._unload(instances, {i.id for i in instances})
-
-    def unload_everything(self) -> UnloadDialog | None:
-        everything = [i for m in self.tree.models() for i in m.instances]
-        if not everything:
-            self.statusBar().showMessage("Nothing is loaded.", 4000)
-            return None
-        return self._unload(everything, {i.id for i in everything}, "Unload all instances")
-
-    def _unload(
-        self, instances: list[Instance], chosen: set[str], title: str = "Unload instances"
-    ) -> UnloadDialog | None:
-        if not self.settings.confirm_unload:
-            self.runner.unload(sorted(chosen))
-            return None
-        model_keys = {i.model_key for i in instances}
-        pool = [i for m in self.tree.models() if m.key in model_keys for i in m.instances]
-        dialog = UnloadDialog(
-            pool if title == "Unload instances" else instances,
-            preselected=chosen,
-            title=title,
-            parent=self,
-        )
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.unload_requested.connect(self._on_dialog_unload_requested)
-        dialog.show()
-        return dialog
-
-    def _on_dialog_unload_requested(self, ids: list[str], dont_ask: bool) -> None:
-        if dont_ask:
-            self.settings.confirm_unload = False
-        self.runner.unload(ids)
-        self.statusBar().showMessage(f"Unloading {', '.join(ids)}…")
-
-    def _on_actions_unload_finished(self, instance_id: str) -> None:
-        self.statusBar().showMessage(f"Unloaded {instance_id}.", 8000)
-        self.tree.set_instance_info(self.runner.ledger.infos())
-
-    def _on_actions_unload_failed(self, instance_id: str, message: str) -> None:
-        self.statusBar().showMessage(message, 20000)
-        self._error(message)
-
-    def _on_actions_ttl_expired(self, instance_id: str) -> None:
-        self.statusBar().showMessage(
-            f"Unloading {instance_id}: idle longer than its TTL (enforced by lmgui).", 10000
-        )
-
-    def _on_actions_pending_changed(self) -> None:
-        self.tree.set_pending(self.runner.pending())
-
-    def _error(self, message: str) -> None:
-        box = QMessageBox(
-            QMessageBox.Icon.Warning, "lmgui", message, QMessageBox.StandardButton.Ok, self
-        )
-        box.setTextFormat(Qt.TextFormat.PlainText)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
+        """Old name of ``refresh_vram``, kept until app.py calls the new one."""
+        self.refresh_vram()
 
     # ------------------------------------------------------------------ layout persistence
 
@@ -744,9 +489,6 @@ class MainWindow(QMainWindow):
         # restoreState of the header brings back the sort column; apply it to the proxy too.
         header = self.view.header()
         self.view.sortByColumn(header.sortIndicatorSection(), header.sortIndicatorOrder())
-
-    hide_on_close = False
-    """Set by the app where a system tray exists and the user wants closing to hide."""
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_layout()

@@ -6,7 +6,6 @@ explained beside their field and keep the OK button disabled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, Signal
@@ -32,27 +31,10 @@ from lmgui.api.client import check_base_url, normalize_base_url
 from lmgui.api.errors import InvalidServerUrl
 from lmgui.core.actions import LoadRequest
 from lmgui.core.notify import KINDS
+from lmgui.core.settings import SettingsValues
 from lmgui.ui.widgets import ERROR, WARNING, plain_label
 
 __all__ = ["SettingsDialog", "SettingsValues", "url_problem"]
-
-
-@dataclass(frozen=True)
-class SettingsValues:
-    server_url: str
-    token: str | None
-    """None: leave the stored token as it is; "" removes it."""
-    poll_interval_ms: int
-    vram_budget_gb: float
-    confirm_unload: bool
-    hidden_poll_interval_ms: int = 5000
-    profiles: tuple[tuple[str, str], ...] = ()
-    close_to_tray: bool = True
-    start_minimized: bool = False
-    start_on_login: bool = False
-    notify: dict[str, bool] = field(default_factory=dict)
-    favourites: tuple[str, ...] = ()
-    forget_defaults: tuple[str, ...] = ()
 
 
 def url_problem(text: str) -> str | None:

@@ -1,89 +1,26 @@
 """The tray icon: state at a glance, a tooltip summary, and a menu rebuilt from live state.
 
-It reads a ``TrayState`` (built by the app from the poller, the tree and the ledger) and emits
-intents; it holds no client. Where no system tray exists (``available`` is False) the app never
-hides the window into it.
+It reads a ``TrayState`` (core/tray_state.py: built from the snapshot, the ledger and the
+settings, Qt-free) and emits intents; it holds no client. Where no system tray exists
+(``available`` is False) the app never hides the window into it.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from lmgui.core.format import human_bytes, human_count, human_duration
-from lmgui.core.gpu import GpuMemory
-from lmgui.core.poller import ConnectionState
+from lmgui.core.format import UNREADABLE, human_bytes, human_count, human_duration
+from lmgui.core.messages import state_text
+from lmgui.core.status import ConnectionState
+from lmgui.core.tray_state import TrayInstance, TrayState, icon_name, tooltip
 from lmgui.ui.icons import state_icon
 
-__all__ = ["TrayController", "TrayInstance", "TrayState", "icon_name"]
-
-
-@dataclass(frozen=True)
-class TrayInstance:
-    instance_id: str
-    model_key: str
-    context_length: int | None
-    vram_bytes: int
-    ttl_left: float | None = None
-
-
-@dataclass(frozen=True)
-class TrayState:
-    server: str
-    connection: ConnectionState
-    instances: list[TrayInstance] = field(default_factory=list)
-    loading: bool = False
-    last_refresh: float | None = None
-    gpus: list[GpuMemory] | None = None
-    paused: bool = False
-    notifications_paused: bool = False
-    window_visible: bool = True
-    quick_loads: list[tuple[str, str]] = field(default_factory=list)
-    """(model key, label) for the Load submenu: favourites, then recent models."""
-
-    @property
-    def vram_bytes(self) -> int:
-        return sum(i.vram_bytes for i in self.instances)
-
-
-def icon_name(state: TrayState) -> str:
-    """Which state icon: offline, a load in progress, instances loaded, or nothing loaded."""
-    if not state.connection.online:
-        return "state-offline"
-    if state.loading:
-        return "state-loading"
-    return "state-loaded" if state.instances else "state-idle"
-
-
-def tooltip(state: TrayState) -> str:
-    lines = [f"lmgui: {state.server}"]
-    if not state.connection.online:
-        lines.append(state.connection.value.capitalize())
-    else:
-        if state.connection is ConnectionState.SLOW:
-            lines.append("Slow: the server is taking long to answer")
-        n = len(state.instances)
-        lines.append(
-            f"{n} instance{'s' if n != 1 else ''} loaded" + (", loading…" if state.loading else "")
-        )
-        lines.append(f"VRAM in use: about {human_bytes(state.vram_bytes)} (estimated)")
-        for g in state.gpus or ():
-            lines.append(
-                f"{g.name}: {human_bytes(g.used_bytes)} of {human_bytes(g.total_bytes)} (measured)"
-            )
-    if state.last_refresh is not None:
-        lines.append(
-            "Refreshed at " + time.strftime("%H:%M:%S", time.localtime(state.last_refresh))
-        )
-    if state.paused:
-        lines.append("Polling paused")
-    return "\n".join(lines)
+__all__ = ["TrayController", "TrayInstance", "TrayState", "icon_name", "tooltip"]
 
 
 class TrayController(QObject):
@@ -102,6 +39,7 @@ class TrayController(QObject):
         self._state = state
         self.icon = QSystemTrayIcon(state_icon("state-idle"), self)
         self.menu = QMenu()
+        self._submenus: list[QMenu] = []
         self.icon.setContextMenu(self.menu)
         self.menu.aboutToShow.connect(self._on_menu_about_to_show)
         self.icon.activated.connect(self._on_icon_activated)
@@ -148,20 +86,27 @@ class TrayController(QObject):
         state = self._state()
         menu = self.menu
         menu.clear()
+        # WORKAROUND: QMenu.clear() removes the actions but not the submenus addMenu() made (they
+        # are children of the menu): an all-day tray would grow one per opening.
+        for sub in self._submenus:
+            sub.deleteLater()
+        self._submenus.clear()
         online = state.connection.online
         header = menu.addAction(
-            f"{len(state.instances)} loaded · about {human_bytes(state.vram_bytes)} VRAM"
+            f"{len(state.instances)} loaded · about {state.vram_text} VRAM"
             + (" · server slow" if state.connection is ConnectionState.SLOW else "")
             if online
-            else f"Server {state.connection.value}"
+            else f"Server: {state_text(state.status or state.connection)}"
         )
         header.setEnabled(False)
         for inst in state.instances:
-            ctx, vram = human_count(inst.context_length), human_bytes(inst.vram_bytes)
+            ctx = human_count(inst.context_length)
+            vram = UNREADABLE if inst.vram_bytes is None else human_bytes(inst.vram_bytes)
             label = f"{inst.instance_id}  ({ctx} ctx, {vram})"
             if inst.ttl_left is not None:
                 label += f", unloads in {human_duration(inst.ttl_left)}"
             sub = menu.addMenu(label)
+            self._submenus.append(sub)
             self._act(
                 sub, "Unload", functools.partial(self.unload_requested.emit, [inst.instance_id])
             )
@@ -170,6 +115,7 @@ class TrayController(QObject):
             ids = [i.instance_id for i in state.instances]
             self._act(menu, "Unload all", functools.partial(self.unload_requested.emit, ids))
         loads = menu.addMenu("Load")
+        self._submenus.append(loads)
         loads.setEnabled(online and bool(state.quick_loads))
         for key, label in state.quick_loads:
             self._act(loads, label, functools.partial(self.load_requested.emit, key))

@@ -19,10 +19,10 @@ from lmgui.app import LmguiApp
 from lmgui.core.actions import LoadRequest
 from lmgui.core.paths import AppPaths
 from lmgui.core.poller import ConnectionState
+from lmgui.core.settings import SettingsValues
 from lmgui.qtmodels.model_tree import Column
 from lmgui.sim import SimConfig, Simulator
 from lmgui.ui.load_dialog import LoadDialog
-from lmgui.ui.settings_dialog import SettingsValues
 from lmgui.ui.unload_dialog import UnloadDialog
 from tests.conftest import SimFactory
 from tests.gui.conftest import running, wait_for
@@ -106,7 +106,7 @@ async def test_a_second_load_warns_and_defaults_to_the_loaded_one(
     qtbot: QtBot, sim: Simulator, paths: AppPaths
 ) -> None:
     async with running(qtbot, paths, sim.url) as app:
-        await app.runner.load(LoadRequest("google/gemma-3-270m"))
+        await app.actions.load(LoadRequest("google/gemma-3-270m"))
         await wait_for(lambda: instance_rows(app, "google/gemma-3-270m") == ["google/gemma-3-270m"])
         dialog = app.window.open_load_dialog("google/gemma-3-270m")
         assert dialog is not None
@@ -124,8 +124,8 @@ async def test_ttl_the_server_ignores_is_enforced_by_lmgui(
 ) -> None:
     async with running(qtbot, paths, sim.url) as app:
         expired: list[str] = []
-        app.runner.ttl_expired.connect(expired.append)
-        result = await app.runner.load(LoadRequest("google/gemma-3-270m", ttl_seconds=600))
+        app.actions.ttl_expired.connect(expired.append)
+        result = await app.actions.load(LoadRequest("google/gemma-3-270m", ttl_seconds=600))
         assert result is not None and result.not_applied == ("ttl",)
         await wait_for(lambda: cell(app, "google/gemma-3-270m", Column.TTL).endswith("(lmgui)"))
         assert cell(app, "google/gemma-3-270m", Column.TTL).startswith(("9:", "10:"))
@@ -163,7 +163,7 @@ async def test_server_down_then_up(qtbot: QtBot, make_sim: SimFactory, paths: Ap
     sim = make_sim()
     port = sim.port
     async with running(qtbot, paths, sim.url) as app:
-        await app.runner.load(LoadRequest("google/gemma-3-270m"))
+        await app.actions.load(LoadRequest("google/gemma-3-270m"))
         await wait_for(lambda: bool(instance_rows(app, "google/gemma-3-270m")))
         sim.stop()
         await wait_for(lambda: app.poller.status.state is ConnectionState.UNREACHABLE)
@@ -244,7 +244,7 @@ async def test_selection_survives_polls_in_the_window(
     qtbot: QtBot, sim: Simulator, paths: AppPaths
 ) -> None:
     async with running(qtbot, paths, sim.url) as app:
-        await app.runner.load(LoadRequest("google/gemma-3-270m"))
+        await app.actions.load(LoadRequest("google/gemma-3-270m"))
         await wait_for(lambda: bool(instance_rows(app, "google/gemma-3-270m")))
         app.window.select_instance("google/gemma-3-270m")
         polls = app.poller.polls
@@ -350,7 +350,7 @@ async def test_an_enforced_ttl_survives_a_restart_of_lmgui(
     qtbot: QtBot, sim: Simulator, paths: AppPaths
 ) -> None:
     async with running(qtbot, paths, sim.url) as app:
-        await app.runner.load(LoadRequest("google/gemma-3-270m", ttl_seconds=900))
+        await app.actions.load(LoadRequest("google/gemma-3-270m", ttl_seconds=900))
         await wait_for(lambda: cell(app, "google/gemma-3-270m", Column.TTL).endswith("(lmgui)"))
     async with running(qtbot, paths, sim.url) as again:
         entry = again.ledger.entries["google/gemma-3-270m"]
@@ -362,12 +362,12 @@ async def test_an_instance_that_stays_after_unloading_is_reported(
     qtbot: QtBot, sim: Simulator, paths: AppPaths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with running(qtbot, paths, sim.url) as app:
-        await app.runner.load(LoadRequest("google/gemma-3-270m"))
+        await app.actions.load(LoadRequest("google/gemma-3-270m"))
         await wait_for(lambda: bool(instance_rows(app, "google/gemma-3-270m")))
         monkeypatch.setattr(sim.state, "unload", lambda instance_id: None)  # the server keeps it
         failures: list[str] = []
-        app.runner.unload_failed.connect(lambda iid, msg: failures.append(msg))
-        await app.runner.unload(["google/gemma-3-270m"])
+        app.actions.unload_failed.connect(lambda iid, msg: failures.append(msg))
+        await app.actions.unload(["google/gemma-3-270m"])
         assert failures == [
             "google/gemma-3-270m is still loaded after unloading it; the server kept it."
         ]

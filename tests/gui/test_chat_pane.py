@@ -22,7 +22,7 @@ def chat_bodies(sim: Simulator) -> list[dict[str, object]]:
 
 
 async def start_chat(app: LmguiApp, instance: str = "google/gemma-3-270m") -> None:
-    await app.runner.load(LoadRequest(instance))
+    await app.actions.load(LoadRequest(instance))
     await wait_for(lambda: app.tree.instance_index(instance).isValid())
     app.window.select_instance(instance)
     app.window.open_chat()
@@ -110,7 +110,7 @@ async def test_a_lost_thread_offers_a_new_one_seeded_with_its_transcript(
         pane = app.chat
         await say(qtbot, app, "remember the word heron")
         sim.state.restart()  # LM Studio restarted: it has forgotten the thread
-        await app.runner.load(LoadRequest("google/gemma-3-270m"))
+        await app.actions.load(LoadRequest("google/gemma-3-270m"))
         failed = await say(qtbot, app, "which word?")
         assert failed.status == "error"
         assert pane.lost_bar.isVisible()
@@ -212,7 +212,7 @@ async def test_images_for_vision_models(qtbot: QtBot, sim: Simulator, paths: App
         await start_chat(app)
         pane = app.chat
         assert not pane.attach_button.isEnabled()  # gemma-3-270m takes no images
-        await app.runner.load(LoadRequest("qwen/qwen3.5-9b"))
+        await app.actions.load(LoadRequest("qwen/qwen3.5-9b"))
         await wait_for(lambda: app.tree.instance_index("qwen/qwen3.5-9b").isValid())
         await pane.new_thread("qwen/qwen3.5-9b")
         assert pane.attach_button.isEnabled()

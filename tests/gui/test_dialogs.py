@@ -12,8 +12,9 @@ from pytestqt.qtbot import QtBot
 from lmgui.api import Instance, Model, Quantization
 from lmgui.api.records import LoadResult
 from lmgui.core.actions import LoadRequest
+from lmgui.core.settings import SettingsValues
 from lmgui.ui.load_dialog import LoadDialog, VramContext, is_moe
-from lmgui.ui.settings_dialog import SettingsDialog, SettingsValues, url_problem
+from lmgui.ui.settings_dialog import SettingsDialog, url_problem
 from lmgui.ui.unload_dialog import UnloadDialog
 
 GB = 1_000_000_000

@@ -124,7 +124,7 @@ def test_menu_is_built_from_live_state_and_its_actions_emit_intents(qapp: object
     # Rebuilt from the state of the moment it opens: offline, nothing to unload or load.
     state["now"] = TrayState("s", ConnectionState.UNREACHABLE, window_visible=False, paused=True)
     tray.menu.aboutToShow.emit()
-    assert texts(tray.menu)[0] == "Server unreachable"
+    assert texts(tray.menu)[0] == "Server: Unreachable"
     assert "Unload all" not in texts(tray.menu) and "Open window" in texts(tray.menu)
     assert (
         not action(tray.menu, "Load").isEnabled() and not action(tray.menu, "Refresh").isEnabled()
@@ -199,7 +199,7 @@ async def test_notifications_from_the_running_app(
     said: list[tuple[str, str]] = []
     async with running(qtbot, app_paths, sim.url) as app:
         app.notifier.notify.connect(lambda k, t, b: said.append((k, t)))
-        await app.runner.load(LoadRequest("google/gemma-3-270m"))
+        await app.actions.load(LoadRequest("google/gemma-3-270m"))
         async with LMStudioClient(sim.url, lms=None) as other:
             await other.unload("google/gemma-3-270m")  # gone without lmgui asking
         await wait_for(lambda: any(k == "vanished" for k, _ in said))
@@ -244,7 +244,7 @@ async def test_polling_is_slower_hidden_and_faster_while_loading(
         app.window.hide()
         assert app.poller.interval_ms == app.settings.hidden_poll_interval_ms == 5000
         app.poller.start()
-        task = app.runner.load(LoadRequest("qwen/qwen3-4b"))
+        task = app.actions.load(LoadRequest("qwen/qwen3-4b"))
         assert app.poller.interval_ms == LOADING_POLL_MS
         await task
         assert app.poller.interval_ms == 5000
@@ -262,7 +262,7 @@ async def test_the_trays_load_uses_the_settings_last_used(
         app.settings.remember_load(LoadRequest("qwen/qwen3-4b", context_length=16384))
         app.settings.favourites = ["google/gemma-3-270m"]
         await wait_for(lambda: app.tree.rowCount() == 15)
-        assert app._tray_state().quick_loads == [
+        assert app.tray_state().quick_loads == [
             ("google/gemma-3-270m", "★ Gemma 3 270M"),
             ("qwen/qwen3-4b", "Qwen3 4B"),
         ]
@@ -278,7 +278,7 @@ async def test_start_on_login_from_the_settings(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from lmgui.ui.settings_dialog import SettingsValues
+    from lmgui.core.settings import SettingsValues
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     async with running(qtbot, app_paths, sim.url) as app:
@@ -333,3 +333,20 @@ def test_settings_round_trip(tmp_path: Path, qapp: object) -> None:
     assert again.load_defaults()["x"] == LoadRequest("x", context_length=4096)  # no identifier
     again.forget_load_defaults("x")
     assert "x" not in again.load_defaults()
+
+
+def test_opening_the_menu_all_day_does_not_grow_it(qapp: object) -> None:
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    tray = TrayController(lambda: STATE)
+
+    def live_submenus() -> int:
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        return len(tray.menu.findChildren(QMenu))
+
+    tray.menu.aboutToShow.emit()
+    once = live_submenus()
+    assert once == 3  # two instances and Load
+    for _ in range(200):
+        tray.menu.aboutToShow.emit()
+    assert live_submenus() == once

@@ -1,0 +1,138 @@
+"""One LM Studio server as lmgui talks to it: its address, its token, the client, the poller,
+the instance ledger and the GPU reading. Switching servers replaces one ``ServerConnection`` with
+another; the fleet will hold several.
+
+QtCore only. The token is read from the keyring off the GUI thread (a Secret Service keyring can
+block or prompt): the first poll, and ``ready()``, wait for it, so no request goes out without
+the token the user stored. The GPU memory (NVML, only for a server on this machine) is read once
+per poll, and the window and the tray show that one reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from lmgui.api.client import LMStudioClient, check_base_url, is_local_url, normalize_base_url
+from lmgui.api.limits import Deadlines
+from lmgui.api.records import Model
+from lmgui.core.gpu import GpuMemory, NvmlReader
+from lmgui.core.ledger import InstanceLedger
+from lmgui.core.poller import Poller
+from lmgui.core.secrets import TokenStore
+
+__all__ = ["ServerConnection", "server_slug"]
+
+
+def server_slug(url: str) -> str:
+    """A file-name-safe name of a server ("127-0-0-1-1234")."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", normalize_base_url(url).split("://", 1)[-1]).strip("-")
+
+
+class ServerConnection(QObject):
+    gpus_read = Signal()
+    """After the once-per-poll GPU reading (``gpus``), when there is a reader."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        state_dir: Path,
+        tokens: TokenStore,
+        session_token: str | None = None,
+        deadlines: Deadlines | None = None,
+        interval_ms: int = 2000,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.url = check_base_url(url)
+        self.tokens = tokens
+        self.session_token = session_token
+        """A token from the command line or the environment, or one the keyring cannot keep:
+        used for this session only, never stored."""
+        self.deadlines = deadlines or Deadlines()
+        self.client = LMStudioClient(self.url, session_token, deadlines=self.deadlines)
+        self._token_read: asyncio.Task[None] | None = None
+        self._token_known = session_token is not None
+        self.ledger = InstanceLedger(state_dir / f"instances-{server_slug(self.url)}.json")
+        self.nvml = NvmlReader() if is_local_url(self.url) else None
+        self.gpus: list[GpuMemory] | None = None
+        self.poller = Poller(
+            self._fetch,
+            interval_ms=interval_ms,
+            slow_after_ms=int(min(5.0, self.deadlines.models / 4) * 1000),
+            has_token=lambda: self.client.has_token,
+            parent=self,
+        )
+        self.poller.poll_finished.connect(self._on_poller_poll_finished)
+
+    def __repr__(self) -> str:
+        return f"ServerConnection({self.client.display_url!r})"
+
+    # ------------------------------------------------------------------ the token
+
+    async def ready(self) -> LMStudioClient:
+        """The client, once the stored token (if any) is in it."""
+        if not self._token_known:
+            if self._token_read is None:
+                self._token_read = asyncio.ensure_future(self._read_token())
+            await asyncio.shield(self._token_read)
+        return self.client
+
+    async def _read_token(self) -> None:
+        token = await asyncio.to_thread(self.tokens.get, self.url)
+        if token and not self._token_known:
+            unused, self.client = self.client, self._new_client(token)
+            await unused.aclose()  # nothing was sent with it: every request awaited ready()
+        self._token_known = True
+
+    def _new_client(self, token: str | None) -> LMStudioClient:
+        return LMStudioClient(self.url, token, deadlines=self.deadlines)
+
+    async def set_token(self, token: str | None) -> str | None:
+        """Store a new token (None or "": remove it) off the GUI thread and use it from now on.
+
+        Returns a sentence when the keyring cannot keep it (then it is kept for this session)."""
+        problem = None
+        if not token:
+            await asyncio.to_thread(self.tokens.delete, self.url)
+            self.session_token = None
+        elif await asyncio.to_thread(self.tokens.set, self.url, token):
+            self.session_token = None
+        else:
+            self.session_token = token
+            problem = self.tokens.problem
+        old, self.client = self.client, self._new_client(token or None)
+        self._token_known = True
+        self.poller.poke()  # the same server: the list stays, the state follows the new token
+        await old.aclose()
+        return problem
+
+    async def has_stored_token(self) -> bool:
+        """Whether a token is in use for this server (asks the keyring off the GUI thread)."""
+        await self.ready()
+        return self.client.has_token
+
+    # ------------------------------------------------------------------ polling
+
+    async def _fetch(self) -> list[Model] | None:
+        client = await self.ready()
+        return await client.poll_models()
+
+    def _on_poller_poll_finished(self) -> None:
+        if self.nvml is not None:
+            self.gpus = self.nvml.read()
+            self.gpus_read.emit()
+
+    # ------------------------------------------------------------------ lifetime
+
+    async def aclose(self) -> None:
+        """Stop polling, wait for the poll in flight, close the client."""
+        await self.poller.aclose()
+        if self._token_read is not None and not self._token_read.done():
+            self._token_read.cancel()
+            await asyncio.gather(self._token_read, return_exceptions=True)
+        await self.client.aclose()

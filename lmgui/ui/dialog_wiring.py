@@ -1,0 +1,215 @@
+"""The main window's load and unload dialogs: opening them, handing what they ask for to
+``Actions``, and routing what ``Actions`` reports back to the open dialogs, the status bar and
+the tree's marks.
+
+A load dialog stays open while its model loads and shows the progress and the outcome, so the
+dialogs are kept here (by model key) until they close; closing one does not cancel its load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QMainWindow, QMessageBox
+
+from lmgui.api.records import Instance, LoadResult, Model
+from lmgui.core.actions import Actions, LoadRequest
+from lmgui.core.gpu import GpuMemory
+from lmgui.core.instances import InstanceInfo
+from lmgui.core.messages import loaded_sentence, not_applied_sentence
+from lmgui.core.settings import Settings
+from lmgui.qtmodels.model_tree import ModelTreeModel
+from lmgui.ui.load_dialog import LoadDialog, VramContext
+from lmgui.ui.unload_dialog import UnloadDialog
+
+__all__ = ["DialogWiring", "UnloadScope"]
+
+
+class UnloadScope(Enum):
+    """Which instances an unload dialog offers (and so its title)."""
+
+    SELECTED = "selected"
+    """The chosen instances, offered among every instance of their models."""
+    EVERYTHING = "everything"
+    """Every loaded instance on the server, all chosen."""
+
+    @property
+    def title(self) -> str:
+        return "Unload all instances" if self is UnloadScope.EVERYTHING else "Unload instances"
+
+
+class DialogWiring(QObject):
+    instance_chosen = Signal(str)
+    """A load dialog's "use loaded" picked this instance id instead of loading another copy."""
+
+    def __init__(
+        self,
+        window: QMainWindow,
+        tree: ModelTreeModel,
+        actions: Actions,
+        settings: Settings,
+        *,
+        gpus: Callable[[], list[GpuMemory] | None],
+        instance_infos: Callable[[], dict[str, InstanceInfo]] | None = None,
+    ) -> None:
+        """``instance_infos``: the ledger's facts per instance (GPU offload, TTL deadline), shown
+        in the tree as soon as a load or unload finishes rather than at the next change."""
+        super().__init__(window)
+        self._window = window
+        self.tree = tree
+        self.actions = actions
+        self.settings = settings
+        self._gpus = gpus
+        self._instance_infos = instance_infos
+        self.load_dialogs: list[LoadDialog] = []
+        actions.load_started.connect(self._on_actions_load_started)
+        actions.load_finished.connect(self._on_actions_load_finished)
+        actions.load_failed.connect(self._on_actions_load_failed)
+        actions.unload_failed.connect(self._on_actions_unload_failed)
+        actions.unload_finished.connect(self._on_actions_unload_finished)
+        actions.ttl_expired.connect(self._on_actions_ttl_expired)
+        actions.pending_changed.connect(self._on_actions_pending_changed)
+
+    def _say(self, text: str, timeout_ms: int = 0) -> None:
+        self._window.statusBar().showMessage(text, timeout_ms)
+
+    # ------------------------------------------------------------------ VRAM
+
+    def vram_context(self) -> VramContext:
+        """What a load dialog's fit check compares against: measured when NVML read the GPUs,
+        else the estimate against the budget."""
+        used = self.tree.total_vram()
+        gpus = self._gpus()
+        if gpus:
+            total = sum(g.total_bytes for g in gpus)
+            return VramContext(total, sum(g.used_bytes for g in gpus), "nvml")
+        budget = self.settings.vram_budget_gb
+        if budget > 0:
+            return VramContext(int(budget * 1e9), used, "budget")
+        return VramContext(None, used, "none")
+
+    def refresh(self) -> None:
+        """Fresh server state for every open load dialog (once per poll)."""
+        for dialog in self.load_dialogs:
+            dialog.set_vram(self.vram_context())
+            dialog.set_models(self.tree.models())
+
+    # ------------------------------------------------------------------ load
+
+    def open_load_dialog(self, model_key: str | None, selected: list[Model]) -> LoadDialog | None:
+        """A load dialog on ``model_key``, else the first selected model, else the first model."""
+        models = self.tree.models()
+        if not models:
+            self._say("No models to load yet: the server has not answered.", 5000)
+            return None
+        key = model_key or (selected[0].key if selected else models[0].key)
+        llms_first = sorted(models, key=lambda m: (m.type != "llm", m.display_name.casefold()))
+        dialog = LoadDialog(
+            llms_first,
+            key,
+            self.vram_context(),
+            defaults=self.settings.load_defaults(),
+            parent=self._window,
+        )
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.load_requested.connect(self._on_dialog_load_requested)
+        dialog.use_loaded.connect(self.instance_chosen)
+        dialog.finished.connect(lambda _=0, d=dialog: self._forget_dialog(d))
+        self.load_dialogs.append(dialog)
+        dialog.show()
+        return dialog
+
+    def _forget_dialog(self, dialog: LoadDialog) -> None:
+        if dialog in self.load_dialogs:
+            self.load_dialogs.remove(dialog)
+
+    def _dialogs_for(self, key: str) -> list[LoadDialog]:
+        return [d for d in self.load_dialogs if d.model.key == key]
+
+    def _on_dialog_load_requested(self, request: LoadRequest) -> None:
+        self.settings.remember_load(request)
+        self.actions.load(request)
+
+    def _on_actions_load_started(self, request: LoadRequest) -> None:
+        for d in self._dialogs_for(request.model_key):
+            d.show_started(request)
+        self._say(f"Loading {request.model_key}…")
+
+    def _on_actions_load_finished(self, request: LoadRequest, result: LoadResult) -> None:
+        for d in self._dialogs_for(request.model_key):
+            d.show_finished(result)
+        msg = loaded_sentence(request.model_key, result)
+        if result.not_applied:
+            msg += " " + not_applied_sentence(result, ttl_enforced=True)
+        self._say(msg, 15000)
+        self._show_instance_infos()
+
+    def _on_actions_load_failed(self, request: LoadRequest, message: str) -> None:
+        dialogs = self._dialogs_for(request.model_key)
+        for d in dialogs:
+            d.show_failed(message)
+        self._say(message, 20000)
+        if not dialogs:  # an open dialog already shows it; otherwise it must not go unseen
+            self._error(message)
+
+    # ------------------------------------------------------------------ unload
+
+    def unload_everything(self) -> UnloadDialog | None:
+        everything = [i for m in self.tree.models() for i in m.instances]
+        if not everything:
+            self._say("Nothing is loaded.", 4000)
+            return None
+        return self.unload(everything, UnloadScope.EVERYTHING)
+
+    def unload(self, instances: list[Instance], scope: UnloadScope) -> UnloadDialog | None:
+        """Unload ``instances``: at once when the user said not to ask, else through a dialog."""
+        chosen = {i.id for i in instances}
+        if not self.settings.confirm_unload:
+            self.actions.unload(sorted(chosen))
+            return None
+        if scope is UnloadScope.SELECTED:
+            # The model's other instances are offered too, unticked: the user may want them gone.
+            model_keys = {i.model_key for i in instances}
+            offered = [i for m in self.tree.models() if m.key in model_keys for i in m.instances]
+        else:
+            offered = instances
+        dialog = UnloadDialog(offered, preselected=chosen, title=scope.title, parent=self._window)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.unload_requested.connect(self._on_dialog_unload_requested)
+        dialog.show()
+        return dialog
+
+    def _on_dialog_unload_requested(self, ids: list[str], dont_ask: bool) -> None:
+        if dont_ask:
+            self.settings.confirm_unload = False
+        self.actions.unload(ids)
+        self._say(f"Unloading {', '.join(ids)}…")
+
+    def _on_actions_unload_finished(self, instance_id: str) -> None:
+        self._say(f"Unloaded {instance_id}.", 8000)
+        self._show_instance_infos()
+
+    def _on_actions_unload_failed(self, instance_id: str, message: str) -> None:
+        self._say(message, 20000)
+        self._error(message)
+
+    def _on_actions_ttl_expired(self, instance_id: str) -> None:
+        self._say(f"Unloading {instance_id}: idle longer than its TTL (enforced by lmgui).", 10000)
+
+    def _show_instance_infos(self) -> None:
+        if self._instance_infos is not None:
+            self.tree.set_instance_info(self._instance_infos())
+
+    def _on_actions_pending_changed(self) -> None:
+        self.tree.set_pending(self.actions.pending())
+
+    def _error(self, message: str) -> None:
+        # Plain text: the message may quote the server, and nothing from a server renders.
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, "lmgui", message, QMessageBox.StandardButton.Ok, self._window
+        )
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
