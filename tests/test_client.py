@@ -203,10 +203,12 @@ async def test_lms_failure_is_an_error_with_its_message(sim: Simulator, tmp_path
 async def test_lms_is_never_used_for_a_remote_server(tmp_path: Path) -> None:
     lms = LmsRunner(str(tmp_path / "lms"))
     async with LMStudioClient("http://192.0.2.10:1234", lms=lms) as c:
-        assert c._lms_runner() == "only reaches an LM Studio on this machine"
+        assert c._loads.lms_runner() == "only reaches an LM Studio on this machine"
     for url in ("https://127.0.0.1:1234", "http://me:pw@127.0.0.1:1234", "http://localhost/lm"):
         async with LMStudioClient(url, lms=lms) as c:
-            assert c._lms_runner() == ("cannot address a server behind https, a password or a path")
+            assert c._loads.lms_runner() == (
+                "cannot address a server behind https, a password or a path"
+            )
 
 
 # ----------------------------------------------------------------------------- chat
@@ -331,7 +333,15 @@ async def test_stream_with_unknown_previous_id_reports_an_error_event(
     client: LMStudioClient,
 ) -> None:
     stream = client.chat_stream("google/gemma-3-270m", "hi", previous_response_id="resp_nope")
-    result = await stream.collect()
+    async with stream:
+        events = [e async for e in stream]
+    [err] = [e for e in events if isinstance(e, ErrorEvent)]
+    assert err.message == "Previous response with id 'resp_nope' not found."
+    assert err.error.code == "previous_response_not_found"
+    # The server still ends the stream, with a result that starts no thread.
+    assert events[-1].type == "chat.end"
+    result = stream.result
+    assert result is not None and result.response_id is None
     assert result.output == ()
 
 

@@ -2,7 +2,7 @@
 
 Every message is one sentence a user understands, and includes the server's own words where the
 server said something. Transport and HTTP failures are mapped to these types at the client boundary
-(``client.py``); nothing else escapes the client.
+(``transport.py``); nothing else escapes the client.
 """
 
 from __future__ import annotations
