@@ -67,6 +67,7 @@ class Poller(QObject):
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self._extra = False
+        self._closed = False
         self._running = False
         self._failures = 0
         self.snapshot = Snapshot()
@@ -93,11 +94,18 @@ class Poller(QObject):
         return self._running
 
     @property
+    def scheduled(self) -> bool:
+        """A poll is due on the timer."""
+        return self._timer.isActive()
+
+    @property
     def in_flight(self) -> bool:
         return self._task is not None and not self._task.done()
 
     def poke(self) -> None:
         """Refresh now; if a poll is in flight, poll again as soon as it ends."""
+        if self._closed:
+            return
         if self.in_flight:
             self._again = True
             return
@@ -120,7 +128,8 @@ class Poller(QObject):
         self._set_status(ConnectionState.CONNECTING, "")
 
     async def aclose(self) -> None:
-        """Stop and wait for the poll in flight to end (cancelled)."""
+        """Stop and wait for the poll in flight to end (cancelled); no poll runs afterwards."""
+        self._closed = True
         self.stop()
         task, self._task = self._task, None
         if task is not None and not task.done():
@@ -182,6 +191,8 @@ class Poller(QObject):
             self._after_poll()
 
     def _after_poll(self) -> None:
+        if self._closed:
+            return  # a poll asked for while this one ran must not outlive the client
         if self._again:
             # Asked for while this poll ran: one more, even with polling paused (an unload
             # waits for a list fetched after it).

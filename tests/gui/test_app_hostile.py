@@ -3,6 +3,7 @@ the files it keeps."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import stat
 import sys
@@ -144,3 +145,19 @@ async def test_the_apps_files_are_private(
     db.chmod(0o644)
     paths.tighten()
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+async def test_a_refresh_asked_for_during_the_last_poll_does_not_outlive_shutdown(
+    qtbot: QtBot, hostile: HostileFactory, paths: AppPaths, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv = hostile("stall", send_headers=False)  # the poll stays in flight
+    app = LmguiApp(paths, server=srv.url, poll_ms=100)
+    qtbot.addWidget(app.window)
+    app.poller.start()
+    await wait_for(lambda: app.poller.in_flight and srv.connections >= 1)
+    app.poller.poke()  # the tray menu opened while the poll was in flight
+    with caplog.at_level(logging.ERROR):
+        await app.shutdown()
+        await asyncio.sleep(0)  # one more turn of the loop, where a stray poll would start
+    assert not app.poller.in_flight and not app.poller.scheduled
+    assert "poll failed" not in caplog.text
