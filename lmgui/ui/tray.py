@@ -7,7 +7,6 @@ settings, Qt-free) and emits intents; it holds no client. Where no system tray e
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
@@ -42,6 +41,7 @@ class TrayController(QObject):
         self._submenus: list[QMenu] = []
         self.icon.setContextMenu(self.menu)
         self.menu.aboutToShow.connect(self._on_menu_about_to_show)
+        self.menu.triggered.connect(self._on_menu_triggered)
         self.icon.activated.connect(self._on_icon_activated)
         self.current_icon = "state-idle"
 
@@ -74,12 +74,50 @@ class TrayController(QObject):
         self.rebuild()
 
     def _act(
-        self, menu: QMenu, text: str, slot: Callable[[], None], *, enabled: bool = True
+        self, menu: QMenu, text: str, intent: tuple[str, object], *, enabled: bool = True
     ) -> QAction:
-        action = menu.addAction(text)
-        action.triggered.connect(lambda _checked=False: slot())
+        """An action whose intent is dispatched by ``_on_menu_triggered``.
+
+        WORKAROUND: a signal connection per action (a lambda, or even a bound emit) keeps the
+        action's Python wrapper and its closure alive after the menu deletes the action; rebuilt
+        at every opening, an all-day tray grew by megabytes (bench/house.py). The top menu carries
+        the one connection; Qt passes a submenu's triggers up to it."""
+        action = QAction(text, menu)  # made here, not by addAction(text): see _submenu
+        menu.addAction(action)
+        action.setData(intent)
         action.setEnabled(enabled)
         return action
+
+    def _on_menu_triggered(self, action: QAction) -> None:
+        intent = action.data()
+        if not isinstance(intent, tuple):
+            return
+        kind, arg = intent
+        if kind == "unload":
+            self.unload_requested.emit(list(arg))
+        elif kind == "chat":
+            self.chat_requested.emit(arg)
+        elif kind == "load":
+            self.load_requested.emit(arg)
+        elif kind == "window":
+            self.toggle_window.emit()
+        elif kind == "refresh":
+            self.refresh_requested.emit()
+        elif kind == "pause":
+            self.pause_toggled.emit(action.isChecked())
+        elif kind == "quiet":
+            self.notifications_paused_toggled.emit(action.isChecked())
+        elif kind == "quit":
+            self.quit_requested.emit()
+
+    def _submenu(self, label: str) -> QMenu:
+        # WORKAROUND: a QMenu or QAction that Qt made (addMenu(text), addAction(text)) has a
+        # Python wrapper shiboken never hears the deletion of, so it and all it references stay
+        # alive; objects made from Python tell shiboken when Qt deletes them.
+        sub = QMenu(label, self.menu)
+        self.menu.addMenu(sub)  # its actions' triggered reaches the top menu's one connection
+        self._submenus.append(sub)
+        return sub
 
     def rebuild(self) -> None:
         """The menu, from live state: each instance with Unload and Chat, loads, window, polling."""
@@ -92,45 +130,39 @@ class TrayController(QObject):
             sub.deleteLater()
         self._submenus.clear()
         online = state.connection.online
-        header = menu.addAction(
+        self._act(
+            menu,
             f"{len(state.instances)} loaded · about {state.vram_text} VRAM"
             + (" · server slow" if state.connection is ConnectionState.SLOW else "")
             if online
-            else f"Server: {state_text(state.status or state.connection)}"
+            else f"Server: {state_text(state.status or state.connection)}",
+            ("header", None),
+            enabled=False,
         )
-        header.setEnabled(False)
         for inst in state.instances:
             ctx = human_count(inst.context_length)
             vram = UNREADABLE if inst.vram_bytes is None else human_bytes(inst.vram_bytes)
             label = f"{inst.instance_id}  ({ctx} ctx, {vram})"
             if inst.ttl_left is not None:
                 label += f", unloads in {human_duration(inst.ttl_left)}"
-            sub = menu.addMenu(label)
-            self._submenus.append(sub)
-            self._act(
-                sub, "Unload", functools.partial(self.unload_requested.emit, [inst.instance_id])
-            )
-            self._act(sub, "Chat", functools.partial(self.chat_requested.emit, inst.instance_id))
+            sub = self._submenu(label)
+            self._act(sub, "Unload", ("unload", (inst.instance_id,)))
+            self._act(sub, "Chat", ("chat", inst.instance_id))
         if state.instances:
-            ids = [i.instance_id for i in state.instances]
-            self._act(menu, "Unload all", functools.partial(self.unload_requested.emit, ids))
-        loads = menu.addMenu("Load")
-        self._submenus.append(loads)
+            ids = tuple(i.instance_id for i in state.instances)
+            self._act(menu, "Unload all", ("unload", ids))
+        loads = self._submenu("Load")
         loads.setEnabled(online and bool(state.quick_loads))
         for key, label in state.quick_loads:
-            self._act(loads, label, functools.partial(self.load_requested.emit, key))
+            self._act(loads, label, ("load", key))
         menu.addSeparator()
-        self._act(
-            menu, "Hide window" if state.window_visible else "Open window", self.toggle_window.emit
-        )
-        self._act(menu, "Refresh", self.refresh_requested.emit, enabled=not state.paused)
-        pause = menu.addAction("Pause polling")
+        self._act(menu, "Hide window" if state.window_visible else "Open window", ("window", None))
+        self._act(menu, "Refresh", ("refresh", None), enabled=not state.paused)
+        pause = self._act(menu, "Pause polling", ("pause", None))
         pause.setCheckable(True)
         pause.setChecked(state.paused)
-        pause.toggled.connect(self.pause_toggled.emit)
-        quiet = menu.addAction("Pause notifications")
+        quiet = self._act(menu, "Pause notifications", ("quiet", None))
         quiet.setCheckable(True)
         quiet.setChecked(state.notifications_paused)
-        quiet.toggled.connect(self.notifications_paused_toggled.emit)
         menu.addSeparator()
-        self._act(menu, "Quit lmgui", self.quit_requested.emit)
+        self._act(menu, "Quit lmgui", ("quit", None))

@@ -3,6 +3,7 @@ exists, notifications once per event, background polling, autostart entries, set
 
 from __future__ import annotations
 
+import gc
 import plistlib
 from pathlib import Path
 from typing import Any
@@ -344,9 +345,16 @@ def test_opening_the_menu_all_day_does_not_grow_it(qapp: object) -> None:
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
         return len(tray.menu.findChildren(QMenu))
 
+    def python_actions() -> int:
+        gc.collect()
+        return sum(isinstance(o, QAction) for o in gc.get_objects())
+
     tray.menu.aboutToShow.emit()
     once = live_submenus()
     assert once == 3  # two instances and Load
+    actions = python_actions()
     for _ in range(200):
         tray.menu.aboutToShow.emit()
     assert live_submenus() == once
+    # Nor their actions' Python wrappers (each held its closure and data alive).
+    assert python_actions() <= actions
