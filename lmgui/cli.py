@@ -50,12 +50,17 @@ from lmgui.core.format import (
     human_bytes,
     human_count,
 )
-from lmgui.core.messages import not_applied_sentence
+from lmgui.core.messages import (
+    loaded_sentence,
+    not_applied_sentence,
+    quantization_label,
+    still_loaded_sentence,
+)
 from lmgui.core.paths import AppPaths, open_private
 from lmgui.core.requests import LoadRequest
 from lmgui.core.responses import LastResponses
 from lmgui.core.secrets import TokenStore
-from lmgui.core.vram import estimate_instance
+from lmgui.core.vram import estimate_loaded
 
 __all__ = ["main"]
 
@@ -240,7 +245,7 @@ class Cli:
                     m.key,
                     m.type,
                     m.params_string or "-",
-                    (m.quantization.name if m.quantization else None) or "-",
+                    quantization_label(m.quantization) or NOT_SAID,
                     m.format or "-",
                     field_text(m, "size_bytes", human_bytes),
                     field_text(m, "max_context_length", human_count),
@@ -262,9 +267,7 @@ class Cli:
                         "context_length": i.context_length,
                         "parallel": i.parallel,
                         "config": i.config,
-                        "estimated_vram_bytes": estimate_instance(
-                            m, context_length=i.context_length, kv_on_gpu=i.offload_kv_cache_to_gpu
-                        ).vram_bytes,
+                        "estimated_vram_bytes": estimate_loaded(m, i),
                     }
                     for m, i in loaded
                 ],
@@ -278,13 +281,11 @@ class Cli:
         total = 0
         unknown = 0
         for m, i in loaded:
-            if "size_bytes" in m.malformed or "context_length" in i.malformed:
+            est = estimate_loaded(m, i)
+            if est is None:
                 vram = UNREADABLE  # an estimate from a value lmgui could not read would mislead
                 unknown += 1
             else:
-                est = estimate_instance(
-                    m, context_length=i.context_length, kv_on_gpu=i.offload_kv_cache_to_gpu
-                ).vram_bytes
                 total += est
                 vram = human_bytes(est)
             rows.append(
@@ -326,9 +327,7 @@ class Cli:
         if self.json:
             emit_json(result, self.out)
         else:
-            secs = f" in {result.load_time_seconds:.1f} s" if result.load_time_seconds else ""
-            via = " (through lms)" if result.via == "lms" else ""
-            self.out.write(f"Loaded {a.model} as {result.instance_id}{secs}{via}.\n")
+            self.out.write(loaded_sentence(a.model, result) + "\n")
         if result.not_applied:
             self.note("Warning: " + not_applied_sentence(result))
 
@@ -356,9 +355,7 @@ class Cli:
             after = await with_retries(c.list_models)
             left = [i.id for m in after if a.all or m.key == a.model for i in m.instances]
             if left:
-                raise ApiError(
-                    f"{len(left)} instance(s) are still loaded after unloading: {', '.join(left)}."
-                )
+                raise ApiError(still_loaded_sentence(left))
         if self.json:
             emit_json({"unloaded": done}, self.out)
         elif done:

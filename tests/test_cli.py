@@ -111,7 +111,7 @@ def test_unload_all_and_a_remaining_instance(
     r = cli(lmgui, "unload", "--model", "google/gemma-3-270m")
     assert r.code == 1
     assert r.err.strip() == (
-        "lmgui: 1 instance(s) are still loaded after unloading: google/gemma-3-270m."
+        "lmgui: google/gemma-3-270m is still loaded after unloading it; the server kept it."
     )
 
 

@@ -44,8 +44,9 @@ from lmgui.core.format import (
     human_duration,
 )
 from lmgui.core.instances import InstanceInfo
+from lmgui.core.messages import quantization_label
 from lmgui.core.snapshot import ModelChange, SnapshotDiff
-from lmgui.core.vram import estimate_instance, params_billions
+from lmgui.core.vram import estimate_loaded, params_billions
 
 __all__ = ["Column", "ModelFilterProxy", "ModelTreeModel", "Role", "RowKind", "model_state"]
 
@@ -202,7 +203,7 @@ class ModelTreeModel(QStandardItemModel):
         live = node.live()
         pending = m.key in self._pending
         vram = sum(r.vram for r in live)
-        quant = (m.quantization.name if m.quantization else None) or ""
+        quant = quantization_label(m.quantization)
         # Without a readable size (or an instance's context) the sum would be a confident wrong
         # number: "?" instead, as on the instance row.
         vram_unknown = "size_bytes" in m.malformed or any(
@@ -417,12 +418,8 @@ class ModelTreeModel(QStandardItemModel):
     def _estimate(self, model: Model, inst: Instance) -> int:
         info = self._info.get(inst.id)
         fraction = info.gpu_fraction if info and info.gpu_fraction is not None else 1.0
-        return estimate_instance(
-            model,
-            context_length=inst.context_length,
-            gpu_fraction=fraction,
-            kv_on_gpu=inst.offload_kv_cache_to_gpu,
-        ).vram_bytes
+        # None (unreadable size or context) shows as "?" through the row's malformed fields.
+        return estimate_loaded(model, inst, fraction) or 0
 
     def clear(self) -> None:
         """Forget every row: only for a change of server, never for a poll."""
