@@ -335,17 +335,13 @@ class Transport:
     ) -> bytes:
         """One request; the checked body of its answer (``what`` names it in messages)."""
         started = time.time()
-        headers = self.headers()
-        async with self.deadline(deadline, what):
-            with self.translating():
-                async with self._http.stream(
-                    method,
-                    path,
-                    json=json,
-                    headers=headers,
-                    timeout=self.timeout(read_timeout),
-                ) as resp:
-                    body = await self.read(resp, limit or self.limits.body, what)
+        async with (
+            self.deadline(deadline, what),
+            self.stream(
+                method, path, json=json, accept="application/json", read_timeout=read_timeout
+            ) as resp,
+        ):
+            body = await self.read(resp, limit or self.limits.body, what)
         if self.logs_exchanges:
             self.log(
                 {
@@ -366,9 +362,9 @@ class Transport:
         method: str,
         path: str,
         *,
-        json: Mapping[str, Any],
+        json: Mapping[str, Any] | None,
         accept: str,
-        read_timeout: float,
+        read_timeout: float | None,
     ) -> AsyncIterator[httpx.Response]:
         """A response whose body the caller reads as it arrives; httpx's errors while it does,
         too, leave as the client's own."""
