@@ -144,3 +144,22 @@ def test_a_list_asked_for_before_a_load_finished_does_not_drop_it(tmp_path: Path
     assert "a/one" in ledger.entries
     assert ledger.sync(stale, taken_at=1001.0)  # a list asked for afterwards: it is gone
     assert "a/one" not in ledger.entries
+
+
+def test_a_ledger_that_cannot_be_saved_says_so_once(tmp_path: Path) -> None:
+    said: list[str] = []
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the folder should be")
+    ledger = InstanceLedger(blocked / "l.json", report=said.append)
+    for n in range(3):
+        ledger.record_load(
+            f"a/one:{n}",
+            "a/one",
+            context_length=None,
+            gpu_fraction=None,
+            ttl_seconds=60,
+            enforced=True,
+        )
+    assert len(said) == 1
+    assert said[0].startswith(f"lmgui cannot save what it knows of loaded instances to {blocked}")
+    assert said[0].endswith("TTL countdowns will not survive a restart.")

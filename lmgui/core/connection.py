@@ -35,6 +35,8 @@ def server_slug(url: str) -> str:
 class ServerConnection(QObject):
     gpus_read = Signal()
     """After the once-per-poll GPU reading (``gpus``), when there is a reader."""
+    problem = Signal(str)
+    """A failure of lmgui's own about this server (a file it cannot write), as one sentence."""
 
     def __init__(
         self,
@@ -57,7 +59,9 @@ class ServerConnection(QObject):
         self.client = LMStudioClient(self.url, session_token, deadlines=self.deadlines)
         self._token_read: asyncio.Task[None] | None = None
         self._token_known = session_token is not None
-        self.ledger = InstanceLedger(state_dir / f"instances-{server_slug(self.url)}.json")
+        self.ledger = InstanceLedger(
+            state_dir / f"instances-{server_slug(self.url)}.json", report=self.problem.emit
+        )
         self.nvml = NvmlReader() if is_local_url(self.url) else None
         self.gpus: list[GpuMemory] | None = None
         self.poller = Poller(

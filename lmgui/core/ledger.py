@@ -38,9 +38,19 @@ class LedgerEntry:
 
 
 class InstanceLedger:
-    def __init__(self, path: Path | None, *, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        wall: Callable[[], float] = time.time,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        """``report`` hears, once, that the file cannot be written (countdowns then last only
+        while lmgui runs)."""
         self.path = path
         self._wall = wall
+        self._report = report
+        self._said = False
         self.entries: dict[str, LedgerEntry] = self._read()
 
     def _read(self) -> dict[str, LedgerEntry]:
@@ -66,6 +76,12 @@ class InstanceLedger:
             os.replace(tmp, self.path)
         except OSError as exc:
             log.warning("cannot save the instance ledger %s: %s", self.path, exc)
+            if self._report is not None and not self._said:
+                self._said = True
+                self._report(
+                    f"lmgui cannot save what it knows of loaded instances to {self.path} "
+                    f"({exc.strerror or exc}); TTL countdowns will not survive a restart."
+                )
 
     def record_load(
         self,
