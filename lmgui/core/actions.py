@@ -93,7 +93,11 @@ class Actions(QObject):
         await self.tasks.aclose()
         self.tasks = TaskSet("actions", self.tasks.report)
         for req in loads:
-            self.load_failed.emit(req, f"Loading {req.model_key} was stopped: {reason}.")
+            self.load_failed.emit(
+                req,
+                f"lmgui stopped following the load of {req.model_key}: {reason}; that server "
+                "may still finish it.",
+            )
         for iid in unloads:
             self.unload_failed.emit(iid, f"Unloading {iid} was not confirmed: {reason}.")
 
