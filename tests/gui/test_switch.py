@@ -26,7 +26,10 @@ async def test_a_load_in_flight_ends_with_a_sentence_when_the_server_changes(
         app.apply_settings(SettingsValues(other.url, None, 100, 0.0, True))
         await wait_for(lambda: app.conn is not old and app.tree.rowCount() == 0)
         await wait_for(lambda: load.done())
-        assert failed == [f"Loading qwen/qwen3-4b was stopped: lmgui switched to {other.url}."]
+        assert failed == [
+            f"lmgui stopped following the load of qwen/qwen3-4b: lmgui switched to {other.url}; "
+            "that server may still finish it."
+        ]
         assert app.window.server_label.text() == other.url
         await wait_for(lambda: app.poller.polls >= 1)
         assert app.tree.rowCount() == 0, "nothing of the old server shows"
