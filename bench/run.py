@@ -304,29 +304,24 @@ async def bench_chat(turns: int, tokens: int) -> dict[str, Any]:
         await stream_one("new_thread")
 
         # A thread of `turns` answers written straight into the store, opened, streamed into.
-        db = app.chat_store.store
-        record = await app.chat_store.run(db.create_thread, "Long", url, "google/gemma-3-270m")
+        store = app.chat_store
+        record = await store.create_thread("Long", url, "google/gemma-3-270m")
         words = "The KV cache grows with the context length. " * 20
+        parent: int | None = None
         text_bytes = 0
-
-        def fill() -> int:
-            parent, size = None, 0
-            for n in range(turns):
-                t = db.add_turn(
-                    record.id,
-                    parent,
-                    [{"type": "text", "content": f"question {n}"}],
-                    model="google/gemma-3-270m",
-                    settings={},
-                )
-                body = f"Answer {n}. **{words}**"
-                db.finish_turn(
-                    t.id, status="complete", output=[{"type": "message", "content": body}]
-                )
-                parent, size = t.id, size + len(body)
-            return size
-
-        text_bytes = await app.chat_store.run(fill)
+        for n in range(turns):
+            added = await store.add_turn(
+                record.id,
+                parent,
+                [{"type": "text", "content": f"question {n}"}],
+                model="google/gemma-3-270m",
+                settings={},
+            )
+            body = f"Answer {n}. **{words}**"
+            await store.finish_turn(
+                added.id, status="complete", output=[{"type": "message", "content": body}]
+            )
+            parent, text_bytes = added.id, text_bytes + len(body)
         rss0 = me.memory_info().rss
         t = time.perf_counter()
         with GapMeter() as meter:

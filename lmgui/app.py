@@ -27,7 +27,7 @@ from lmgui.api.limits import Deadlines
 from lmgui.api.records import LoadResult
 from lmgui.core.actions import Actions, LoadRequest
 from lmgui.core.autostart import Autostart
-from lmgui.core.chat_store import AsyncChatStore, ChatStore
+from lmgui.core.chat_store import AsyncChatStore
 from lmgui.core.connection import ServerConnection
 from lmgui.core.ledger import InstanceLedger
 from lmgui.core.notices import Notice, NotificationPolicy
@@ -104,7 +104,8 @@ class LmguiApp(QObject):
             gpus=lambda: self.conn.gpus,
             instance_infos=lambda: self.ledger.infos(),
         )
-        self.chat_store = AsyncChatStore(ChatStore(paths.data_dir / "chats.sqlite3"))
+        # Opened on the store's own thread by the first call: run_gui awaits open() at start.
+        self.chat_store = AsyncChatStore(paths.data_dir / "chats.sqlite3")
         self.chat = ChatPane(
             self.chat_store,
             lambda: self.client,
@@ -172,6 +173,7 @@ class LmguiApp(QObject):
         )
 
     def _wire_connection(self, conn: ServerConnection) -> None:
+        conn.problem.connect(self._say)
         poller = conn.poller
         poller.snapshot_changed.connect(self._on_poller_snapshot_changed)
         poller.poll_finished.connect(self.first_poll.set)
@@ -254,8 +256,7 @@ class LmguiApp(QObject):
 
     def _on_tray_chat_requested(self, instance_id: str) -> None:
         self.window.show_chat()
-        self.chat.refresh_models()
-        self.tasks.spawn(self.chat.new_thread(instance_id), f"Opening a chat with {instance_id}")
+        self.chat.chat_with(instance_id)
 
     def quick_load(self, model_key: str) -> None:
         """Load with the settings last used for this model (the tray's Load menu)."""
@@ -392,7 +393,7 @@ class LmguiApp(QObject):
 
     async def start_chat(self) -> None:
         """The thread list, the last thread, and a word about answers cut off last time."""
-        cut = self.chat_store.store.recovered
+        cut = await self.chat_store.recovered()
         if cut:
             self.window.statusBar().showMessage(
                 f"{len(cut)} answer{'s were' if len(cut) > 1 else ' was'} cut off last time; "
@@ -400,7 +401,7 @@ class LmguiApp(QObject):
                 20000,
             )
         await self.chat.refresh_threads()
-        threads = await self.chat_store.run(self.chat_store.store.threads)
+        threads = await self.chat_store.threads()
         if threads:
             await self.chat.open_thread(threads[0].id)
 
@@ -475,6 +476,9 @@ def run_gui(args: argparse.Namespace, paths: AppPaths | None = None) -> int:
                 token=getattr(args, "token", None),
                 demo=bool(getattr(args, "demo", False)),
             )
+            # The chat history is opened on its own thread; a file it cannot read (one from a
+            # newer lmgui) refuses the start here, in the same sentence.
+            await app.chat_store.open()
         except Exception as exc:  # start-up failed: one sentence, the details in the log
             log.exception("start-up failed")
             message = f"lmgui could not start: {str(exc).rstrip('.')} (details in {log_path})."

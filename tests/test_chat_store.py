@@ -1,15 +1,19 @@
-"""The chat history: schema and migrations, turns as a tree, nothing lost, search, export."""
+"""The chat history: schema and migrations, turns as a tree, nothing lost, search, export; and
+the same through ``AsyncChatStore``, which opens the file and runs every call on its own thread.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
+from lmgui.core import chat_store
 from lmgui.core.chat_export import branch_json, branch_markdown, transcript
-from lmgui.core.chat_store import SCHEMA_VERSION, ChatStore
+from lmgui.core.chat_store import SCHEMA_VERSION, AsyncChatStore, ChatStore
 
 
 @pytest.fixture
@@ -128,3 +132,112 @@ def test_export_markdown_and_json(store: ChatStore) -> None:
         "User: Weather in Oslo?\n\nAssistant: -3 C and snow.\n\n"
         "User: And tomorrow?\n\nAssistant: Probably"
     )
+
+
+# ----------------------------------------------------------------------------- AsyncChatStore
+
+
+async def test_the_file_is_opened_on_the_worker_by_the_first_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened_on: list[str] = []
+
+    class Recording(ChatStore):
+        def __init__(self, path: Path | str) -> None:
+            opened_on.append(threading.current_thread().name)
+            super().__init__(path)
+
+    monkeypatch.setattr(chat_store, "ChatStore", Recording)
+    path = tmp_path / "chats.sqlite3"
+    store = AsyncChatStore(path)
+    assert not path.exists()  # constructing it touches no disk
+    try:
+        await store.open()
+        await store.open()  # once
+        assert path.exists() and opened_on == ["lmgui-chat-db_0"]
+    finally:
+        await store.aclose()
+
+
+async def test_a_file_from_a_newer_lmgui_is_refused_at_the_first_await(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite3"
+    sqlite3.connect(path).execute("PRAGMA user_version=99").connection.close()
+    store = AsyncChatStore(path)
+    try:
+        with pytest.raises(RuntimeError, match="newer lmgui"):
+            await store.open()
+        with pytest.raises(RuntimeError, match="newer lmgui"):
+            await store.threads()  # every later call says the same
+    finally:
+        await store.aclose()
+
+
+async def test_closing_a_store_never_opened_creates_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "chats.sqlite3"
+    store = AsyncChatStore(path)
+    await store.aclose()
+    await store.aclose()  # twice is fine
+    assert not path.exists()
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.threads()
+
+
+async def test_every_store_call_awaited(tmp_path: Path) -> None:
+    store = AsyncChatStore(tmp_path / "chats.sqlite3")
+    try:
+        thread = await store.create_thread("Birds", "http://s:1", "m", {"system_prompt": "Hi."})
+        assert (await store.thread(thread.id)).settings == {"system_prompt": "Hi."}
+        png = b"\x89PNG\r\n\x1a\n" + bytes(8)
+        a = await store.add_turn(
+            thread.id, None, text("herons?"), model="m", settings={}, images=[("image/png", png)]
+        )
+        assert a.status == "streaming"
+        await store.save_progress(a.id, answer("Tall"), "m:2")
+        assert (await store.turn(a.id)).text == "Tall"
+        a = await store.finish_turn(
+            a.id,
+            status="complete",
+            output=answer("Tall birds.", reasoning="Think."),
+            stats={"input_tokens": 5},
+            response_id="resp_a",
+        )
+        assert a.status == "complete" and a.instance_id == "m:2" and a.stats["input_tokens"] == 5
+        [img] = [i for i in a.input if i["type"] == "image"]
+        assert await store.image(img["image_id"]) == ("image/png", png)
+        b = await store.add_turn(thread.id, a.id, text("owls?"), model="m", settings={})
+        await store.finish_turn(b.id, status="stopped", output=answer("Owls"))
+        assert [t.user_text for t in await store.branch(b.id)] == ["herons?", "owls?"]
+        assert [t.id for t in await store.turns(thread.id)] == [a.id, b.id]
+        # Changes give the thread back as it is afterwards.
+        moved = await store.update_thread(thread.id, current_turn=a.id, model="m2")
+        assert moved.current_turn == a.id and moved.model == "m2"
+        renamed = await store.rename_thread(thread.id, "Herons")
+        assert renamed.title == "Herons" and renamed.current_turn == a.id
+        assert [t.title for t in await store.threads("tall birds")] == ["Herons"]
+        assert await store.threads("nothing like it") == []
+        # Export reads the thread's current branch (only the first turn now).
+        md = await store.export_branch(thread.id, fmt="md")
+        assert md.startswith("# Herons\n") and "Tall birds." in md and "Owls" not in md
+        assert "Think." in await store.export_branch(thread.id, fmt="md", reasoning=True)
+        data = json.loads(await store.export_branch(thread.id, fmt="json"))
+        assert [t["response_id"] for t in data["turns"]] == ["resp_a"]
+        await store.delete_thread(thread.id)
+        assert await store.threads() == []
+        assert await store.recovered() == []
+    finally:
+        await store.aclose()
+
+
+async def test_turns_cut_off_last_time_are_read_with_an_await(tmp_path: Path) -> None:
+    path = tmp_path / "chats.sqlite3"
+    first = ChatStore(path)
+    thread = first.create_thread("T", "http://s:1", "m")
+    turn = first.add_turn(thread.id, None, text("long question"), model="m", settings={})
+    # no finish_turn and no close: as if the process died here
+    store = AsyncChatStore(path)
+    try:
+        assert await store.recovered() == [turn.id]
+        assert (await store.turn(turn.id)).status == "interrupted"
+    finally:
+        await store.aclose()
+        first.close()

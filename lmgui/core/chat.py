@@ -4,7 +4,9 @@
 branch (its ``response_id`` becomes the next ``previous_response_id``), streams the answer as
 signals, saves it as it grows (at most every ``SAVE_INTERVAL`` seconds) and closes the turn as
 complete, stopped, interrupted or error. ``continue_from()`` moves the tip to an earlier turn: the
-next turn starts a branch there.
+next turn starts a branch there; ``switch_sibling()`` moves it to another branch at a fork
+(the tree logic is ``core.branches``). Every store call is awaited on the store's worker thread;
+the streaming task runs on the session's ``TaskSet``, which reports a failure as a sentence.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,14 +38,24 @@ from lmgui.api.events import (
     ToolCallSuccess,
 )
 from lmgui.api.records import ChatStats, OutputItem, UnknownItem
+from lmgui.core.branches import SiblingInfo, TurnTree, reseed_prompt
 from lmgui.core.chat_store import AsyncChatStore, ThreadRecord, TurnRecord
+from lmgui.core.images import IMAGE_LIMIT_BYTES, image_problem
+from lmgui.core.tasks import TaskSet
 
-__all__ = ["IMAGE_LIMIT_BYTES", "ChatSession", "ThreadSettings", "is_lost_continuation"]
+__all__ = [
+    "IMAGE_LIMIT_BYTES",
+    "ChatSession",
+    "ThreadSettings",
+    "is_lost_continuation",
+    "item_note",
+    "stats_dict",
+    "stored_item",
+]
 
 log = logging.getLogger(__name__)
 
 SAVE_INTERVAL = 0.5
-IMAGE_LIMIT_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,16 @@ class ThreadSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThreadSettings:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def item_note(item: dict[str, Any]) -> str:
+    """The line the transcript shows while streaming when an output item arrives."""
+    kind = str(item.get("type") or "output item")
+    if kind == "tool_call":
+        return f"⚙ tool call {item.get('tool')}"
+    if kind == "invalid_tool_call":
+        return f"⚠ invalid tool call: {item.get('reason')}"
+    return f"• {kind}"
 
 
 def is_lost_continuation(code: str | None, message: str) -> bool:
@@ -109,13 +132,16 @@ class ChatSession(QObject):
         record: ThreadRecord,
         *,
         on_used: Callable[[str], None] = lambda instance_id: None,
+        report: Callable[[str], None] | None = None,
         parent: QObject | None = None,
     ) -> None:
+        """``report`` hears a failure of the session's own work as one sentence."""
         super().__init__(parent)
         self.store = store
         self._client = client
         self.record = record
         self._on_used = on_used
+        self.tasks = TaskSet("chat session", report)
         self._task: asyncio.Task[TurnRecord | None] | None = None
 
     @property
@@ -127,18 +153,44 @@ class ChatSession(QObject):
         return ThreadSettings.from_dict(self.record.settings)
 
     async def set_settings(self, settings: ThreadSettings, model: str | None = None) -> None:
-        await self.store.run(
-            self.store.store.update_thread, self.record.id, settings=settings.to_dict(), model=model
+        self.record = await self.store.update_thread(
+            self.record.id, settings=settings.to_dict(), model=model
         )
-        self.record = await self.store.run(self.store.store.thread, self.record.id)
+
+    async def rename(self, title: str) -> None:
+        self.record = await self.store.rename_thread(self.record.id, title)
 
     async def branch(self) -> list[TurnRecord]:
-        return await self.store.run(self.store.store.branch, self.record.current_turn)
+        return await self.store.branch(self.record.current_turn)
 
     async def continue_from(self, turn_id: int) -> None:
         """The next turn continues from ``turn_id``: a branch when it is not the tip."""
-        await self.store.run(self.store.store.update_thread, self.record.id, current_turn=turn_id)
-        self.record = await self.store.run(self.store.store.thread, self.record.id)
+        self.record = await self.store.update_thread(self.record.id, current_turn=turn_id)
+
+    async def siblings(self, branch: Sequence[TurnRecord]) -> dict[int, SiblingInfo]:
+        """Where each turn of ``branch`` sits among the answers to the same earlier turn."""
+        if not branch:
+            return {}
+        return TurnTree(await self.store.turns(self.record.id)).siblings(branch)
+
+    async def switch_sibling(self, turn_id: int, *, forward: bool) -> bool:
+        """Show the branch through the next (or previous) answer at ``turn_id``'s fork, down to
+        its newest turn. False when ``turn_id`` is not on the branch or has no sibling there."""
+        if all(t.id != turn_id for t in await self.branch()):
+            return False
+        tip = TurnTree(await self.store.turns(self.record.id)).switch(turn_id, forward=forward)
+        if tip is None:
+            return False
+        await self.continue_from(tip)
+        return True
+
+    async def reseed_settings(self) -> ThreadSettings:
+        """This thread's settings for a new thread that carries on its branch, which the server
+        no longer knows: the branch's transcript goes into the system prompt."""
+        s = self.settings
+        return dataclasses.replace(
+            s, system_prompt=reseed_prompt(s.system_prompt, await self.branch())
+        )
 
     # ------------------------------------------------------------------ sending
 
@@ -148,14 +200,10 @@ class ChatSession(QObject):
         if self.busy:
             raise RuntimeError("a turn is still streaming")
         for mime, data in images or ():
-            if len(data) > IMAGE_LIMIT_BYTES:
-                raise ValueError(
-                    f"An image of {len(data) / 2**20:.1f} MB is too large to send; the limit is "
-                    f"{IMAGE_LIMIT_BYTES // 2**20} MB."
-                )
-            if not mime.startswith("image/"):
-                raise ValueError(f"{mime} is not an image type.")
-        self._task = asyncio.ensure_future(self._send(text, list(images or ())))
+            problem = image_problem(mime, len(data))
+            if problem:
+                raise ValueError(problem)
+        self._task = self.tasks.spawn(self._send(text, list(images or ())), "Sending the message")
         self.busy_changed.emit(True)
         self._task.add_done_callback(lambda _t: self.busy_changed.emit(False))
         return self._task
@@ -170,17 +218,19 @@ class ChatSession(QObject):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def aclose(self) -> None:
+        """Stop the answer (kept as "stopped") and end the session's work."""
+        self.stop()
+        with contextlib.suppress(Exception):  # a failure was reported when it happened
+            await self.wait()
+        await self.tasks.aclose()
+
     async def _send(self, text: str, images: list[tuple[str, bytes]]) -> TurnRecord | None:
-        db = self.store.store
         settings = self.settings
-        parent = (
-            await self.store.run(db.turn, self.record.current_turn)
-            if self.record.current_turn
-            else None
-        )
+        current = self.record.current_turn
+        parent = await self.store.turn(current) if current else None
         previous = parent.response_id if parent is not None else None
-        turn = await self.store.run(
-            db.add_turn,
+        turn = await self.store.add_turn(
             self.record.id,
             parent.id if parent else None,
             [{"type": "text", "content": text}],
@@ -188,7 +238,7 @@ class ChatSession(QObject):
             settings={**settings.to_dict(), "previous_response_id": previous},
             images=images,
         )
-        self.record = await self.store.run(db.thread, self.record.id)
+        self.record = await self.store.thread(self.record.id)
         self.turn_started.emit(turn)
         wire_input: str | list[dict[str, str]] = text
         if images:
@@ -250,7 +300,9 @@ class ChatSession(QObject):
                     now = time.monotonic()
                     if now - last_save >= SAVE_INTERVAL:
                         last_save = now
-                        await self.store.run(db.save_progress, turn.id, answer.items, instance_id)
+                        # A copy: the worker serialises it while new deltas extend the answer.
+                        saved = [dict(i) for i in answer.items]
+                        await self.store.save_progress(turn.id, saved, instance_id)
             result = stream.result
         except asyncio.CancelledError:
             done = await self._close(turn.id, "stopped", answer.items, instance_id=instance_id)
@@ -268,12 +320,12 @@ class ChatSession(QObject):
         except ApiError as exc:
             error, result = str(exc), None
         if result is not None and error is None:
-            output = [msgspec_item(i) for i in result.output] or answer.items
+            output = [stored_item(i) for i in result.output] or answer.items
             done = await self._close(
                 turn.id,
                 "complete",
                 output,
-                stats={k: v for k, v in asdict_stats(result.stats).items() if v is not None},
+                stats={k: v for k, v in stats_dict(result.stats).items() if v is not None},
                 response_id=result.response_id,
                 instance_id=result.model_instance_id or instance_id,
             )
@@ -294,16 +346,31 @@ class ChatSession(QObject):
         return done
 
     async def _close(
-        self, turn_id: int, status: str, output: list[dict[str, Any]], **kw: Any
+        self,
+        turn_id: int,
+        status: str,
+        output: list[dict[str, Any]],
+        *,
+        stats: dict[str, Any] | None = None,
+        response_id: str | None = None,
+        instance_id: str | None = None,
+        error: str | None = None,
     ) -> TurnRecord:
+        # Shielded: a Stop (cancel) while the turn is being closed must not leave it "streaming".
         return await asyncio.shield(
-            self.store.run(
-                self.store.store.finish_turn, turn_id, status=status, output=output, **kw
+            self.store.finish_turn(
+                turn_id,
+                status=status,
+                output=output,
+                stats=stats,
+                response_id=response_id,
+                instance_id=instance_id,
+                error=error,
             )
         )
 
 
-def msgspec_item(item: OutputItem) -> dict[str, Any]:
+def stored_item(item: OutputItem) -> dict[str, Any]:
     """An output item as the plain dict the store keeps (the wire shape)."""
     if isinstance(item, UnknownItem):
         return {"type": item.item_type, **item.data}
@@ -311,6 +378,7 @@ def msgspec_item(item: OutputItem) -> dict[str, Any]:
     return data
 
 
-def asdict_stats(stats: ChatStats) -> dict[str, Any]:
+def stats_dict(stats: ChatStats) -> dict[str, Any]:
+    """The answer's stats as the plain dict the store keeps."""
     data: dict[str, Any] = msgspec.structs.asdict(stats)
     return data

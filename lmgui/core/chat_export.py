@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lmgui.core.chat_store import ThreadRecord, TurnRecord
+if TYPE_CHECKING:  # annotations only: the store imports this module to export on its thread
+    from lmgui.core.chat_store import ThreadRecord, TurnRecord
 
 __all__ = ["branch_json", "branch_markdown", "transcript"]
 

@@ -5,8 +5,8 @@ grows, and it is closed as "complete", "stopped" or "error". A turn still "strea
 starts again was cut off (lmgui killed, the stream broken) and is marked "interrupted".
 
 WAL journal, ``PRAGMA user_version`` as the schema version, migrations from the first version on.
-The methods are synchronous and quick; the app runs them on one worker thread (``AsyncChatStore``)
-so the GUI thread never waits on the disk.
+``ChatStore``'s methods are synchronous and quick; the app uses ``AsyncChatStore``, which opens the
+file and runs every call on one worker thread, so the GUI thread never waits on the disk.
 """
 
 from __future__ import annotations
@@ -19,11 +19,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+from lmgui.core.chat_export import branch_json, branch_markdown
 from lmgui.core.paths import private_file
 
-__all__ = ["SCHEMA_VERSION", "AsyncChatStore", "ChatStore", "ThreadRecord", "TurnRecord"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "AsyncChatStore",
+    "ChatStore",
+    "ExportFormat",
+    "ThreadRecord",
+    "TurnRecord",
+]
 
 T = TypeVar("T")
 
@@ -359,17 +367,170 @@ class ChatStore:
         return str(row["mime"]), bytes(row["data"])
 
 
+ExportFormat = Literal["md", "json"]
+
+
 class AsyncChatStore:
-    """The store on one worker thread: the GUI awaits it and never waits on the disk."""
+    """The store on one worker thread: the GUI awaits it and never waits on the disk.
 
-    def __init__(self, store: ChatStore) -> None:
-        self.store = store
+    The SQLite file is opened (and migrated) on that thread too, by the first call; ``open()``
+    makes that call explicitly, so that a file lmgui cannot read (one from a newer lmgui) is
+    refused at start, as the first thing awaited. Each method mirrors ``ChatStore``'s; those
+    that change a thread return it as it is afterwards, read in the same trip to the worker.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmgui-chat-db")
+        self._store: ChatStore | None = None
+        """Touched on the worker thread only."""
+        self._closed = False
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    # ------------------------------------------------------------------ the worker
+
+    def _on_worker(self, job: Callable[[ChatStore], T]) -> T:
+        if self._store is None:
+            # A failed open is tried again by the next call; it raises the same sentence.
+            self._store = ChatStore(self.path)
+        return job(self._store)
+
+    async def _run(self, job: Callable[[ChatStore], T]) -> T:
+        if self._closed:
+            raise RuntimeError("The chat history is closed.")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+        return await loop.run_in_executor(self._pool, self._on_worker, job)
+
+    async def open(self) -> None:
+        """Open the file and bring it to the current schema (every other call does so too);
+        raises RuntimeError with a sentence for a file from a newer lmgui."""
+        await self._run(lambda db: None)
 
     async def aclose(self) -> None:
-        await self.run(self.store.close)
+        """Close the file (if it was ever opened) after the calls already queued."""
+        if self._closed:
+            return
+        self._closed = True
+
+        def close() -> None:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, close)
         self._pool.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ reading
+
+    async def recovered(self) -> list[int]:
+        """Turns a previous run left "streaming", marked interrupted when the file was opened."""
+        return await self._run(lambda db: list(db.recovered))
+
+    async def threads(self, search: str = "") -> list[ThreadRecord]:
+        return await self._run(lambda db: db.threads(search))
+
+    async def thread(self, thread_id: int) -> ThreadRecord:
+        return await self._run(lambda db: db.thread(thread_id))
+
+    async def turn(self, turn_id: int) -> TurnRecord:
+        return await self._run(lambda db: db.turn(turn_id))
+
+    async def turns(self, thread_id: int) -> list[TurnRecord]:
+        return await self._run(lambda db: db.turns(thread_id))
+
+    async def branch(self, turn_id: int | None) -> list[TurnRecord]:
+        return await self._run(lambda db: db.branch(turn_id))
+
+    async def image(self, image_id: int) -> tuple[str, bytes]:
+        """(mime, data) of a stored image."""
+        return await self._run(lambda db: db.image(image_id))
+
+    async def export_branch(
+        self, thread_id: int, *, fmt: ExportFormat, reasoning: bool = False
+    ) -> str:
+        """The thread's current branch as Markdown or JSON, read and written out on the worker
+        (a long branch is a lot of text to build)."""
+
+        def export(db: ChatStore) -> str:
+            thread = db.thread(thread_id)
+            turns = db.branch(thread.current_turn)
+            render = branch_markdown if fmt == "md" else branch_json
+            return render(thread, turns, reasoning=reasoning)
+
+        return await self._run(export)
+
+    # ------------------------------------------------------------------ threads
+
+    async def create_thread(
+        self, title: str, server: str, model: str, settings: dict[str, Any] | None = None
+    ) -> ThreadRecord:
+        return await self._run(lambda db: db.create_thread(title, server, model, settings))
+
+    async def rename_thread(self, thread_id: int, title: str) -> ThreadRecord:
+        def rename(db: ChatStore) -> ThreadRecord:
+            db.rename_thread(thread_id, title)
+            return db.thread(thread_id)
+
+        return await self._run(rename)
+
+    async def update_thread(
+        self,
+        thread_id: int,
+        *,
+        settings: dict[str, Any] | None = None,
+        model: str | None = None,
+        current_turn: int | None = None,
+    ) -> ThreadRecord:
+        def update(db: ChatStore) -> ThreadRecord:
+            db.update_thread(thread_id, settings=settings, model=model, current_turn=current_turn)
+            return db.thread(thread_id)
+
+        return await self._run(update)
+
+    async def delete_thread(self, thread_id: int) -> None:
+        await self._run(lambda db: db.delete_thread(thread_id))
+
+    # ------------------------------------------------------------------ turns
+
+    async def add_turn(
+        self,
+        thread_id: int,
+        parent_id: int | None,
+        input_items: list[dict[str, Any]],
+        *,
+        model: str,
+        settings: dict[str, Any],
+        images: Sequence[tuple[str, bytes]] = (),
+    ) -> TurnRecord:
+        return await self._run(
+            lambda db: db.add_turn(
+                thread_id, parent_id, input_items, model=model, settings=settings, images=images
+            )
+        )
+
+    async def save_progress(
+        self, turn_id: int, output: list[dict[str, Any]], instance_id: str | None
+    ) -> None:
+        await self._run(lambda db: db.save_progress(turn_id, output, instance_id))
+
+    async def finish_turn(
+        self,
+        turn_id: int,
+        *,
+        status: str,
+        output: list[dict[str, Any]],
+        stats: dict[str, Any] | None = None,
+        response_id: str | None = None,
+        instance_id: str | None = None,
+        error: str | None = None,
+    ) -> TurnRecord:
+        return await self._run(
+            lambda db: db.finish_turn(
+                turn_id,
+                status=status,
+                output=output,
+                stats=stats,
+                response_id=response_id,
+                instance_id=instance_id,
+                error=error,
+            )
+        )

@@ -68,6 +68,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QTextBrowser, QTextEdit, QWidget
 
+from lmgui.core.branches import SiblingInfo  # computed beside the session; shown here
 from lmgui.core.chat_store import TurnRecord
 
 __all__ = ["SiblingInfo", "TranscriptView", "markdown_html"]
@@ -246,16 +247,6 @@ def _size(chars: int) -> str:
     if chars >= 1000:
         return f"{chars / 1000:.0f} KB"
     return f"{chars} characters"
-
-
-@dataclass(frozen=True)
-class SiblingInfo:
-    """Where a turn sits among the answers to the same earlier turn (the branches there)."""
-
-    index: int
-    count: int
-    previous: int | None
-    next: int | None
 
 
 def _esc(text: str) -> str:

@@ -269,8 +269,7 @@ class MainWindow(QMainWindow):
                 target = rec.instances[0].id if rec.instances else rec.key
         self.chat_dock.show()
         self.chat_dock.raise_()
-        pane.refresh_models()
-        pane._spawn(pane.new_thread(target))
+        pane.chat_with(target)
 
     # ------------------------------------------------------------------ load and unload
 
@@ -452,10 +451,6 @@ class MainWindow(QMainWindow):
         and the last NVML reading; reads no GPU itself."""
         self.vram.show_figures(self.tree.total_vram(), self.settings.vram_budget_gb, self.last_gpus)
         self.dialogs.refresh()
-
-    def _update_vram(self) -> None:
-        """Old name of ``refresh_vram``, kept until app.py calls the new one."""
-        self.refresh_vram()
 
     # ------------------------------------------------------------------ layout persistence
 

@@ -28,10 +28,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(32)
 async def session(
     sim: Simulator, db: Path, model: str = "google/gemma-3-270m", **settings: object
 ) -> AsyncIterator[ChatSession]:
-    store = AsyncChatStore(ChatStore(db))
+    store = AsyncChatStore(db)
     async with LMStudioClient(sim.url, lms=None) as client:
-        thread = await store.run(
-            store.store.create_thread,
+        thread = await store.create_thread(
             "Test",
             sim.url,
             model,
@@ -82,7 +81,7 @@ async def test_each_turn_continues_from_the_last_and_a_branch_from_an_earlier_on
         assert branch is not None and branch.parent_id == first.id
         assert chat_bodies(sim)[2]["previous_response_id"] == first.response_id
         assert [t.user_text for t in await s.branch()] == ["one", "two, again"]
-        turns = await s.store.run(s.store.store.turns, s.record.id)
+        turns = await s.store.turns(s.record.id)
         assert len(turns) == 3  # the other branch is still there
 
 
@@ -187,9 +186,9 @@ async def test_a_thread_reopened_later_continues_from_its_stored_id(
         first = await s.send("before the restart of lmgui")
         thread_id = s.record.id
     assert first is not None
-    store = AsyncChatStore(ChatStore(db))
+    store = AsyncChatStore(db)
     async with LMStudioClient(sim.url, lms=None) as client:
-        record = await store.run(store.store.thread, thread_id)
+        record = await store.thread(thread_id)
         reopened = ChatSession(store, lambda: client, record)
         done = await reopened.send("after it")
     await store.aclose()
@@ -201,12 +200,12 @@ CHILD = """
 import asyncio, sys
 from lmgui.api import LMStudioClient
 from lmgui.core.chat import ChatSession
-from lmgui.core.chat_store import AsyncChatStore, ChatStore
+from lmgui.core.chat_store import AsyncChatStore
 
 async def main(db, url):
-    store = AsyncChatStore(ChatStore(db))
+    store = AsyncChatStore(db)
     async with LMStudioClient(url, lms=None) as client:
-        thread = await store.run(store.store.create_thread, "Killed", url, "google/gemma-3-270m")
+        thread = await store.create_thread("Killed", url, "google/gemma-3-270m")
         await ChatSession(store, lambda: client, thread).send("tell me a long story")
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))

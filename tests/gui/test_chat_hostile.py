@@ -11,7 +11,7 @@ from pathlib import Path
 from lmgui.api import LMStudioClient
 from lmgui.api.limits import Deadlines
 from lmgui.core.chat import ChatSession, ThreadSettings
-from lmgui.core.chat_store import AsyncChatStore, ChatStore
+from lmgui.core.chat_store import AsyncChatStore
 from tests.conftest import SimFactory
 from tests.hostile import HostileFactory
 
@@ -20,11 +20,9 @@ from tests.hostile import HostileFactory
 async def session(
     url: str, db: Path, model: str = "google/gemma-3-270m", **client: object
 ) -> AsyncIterator[ChatSession]:
-    store = AsyncChatStore(ChatStore(db))
+    store = AsyncChatStore(db)
     async with LMStudioClient(url, lms=None, **client) as c:  # type: ignore[arg-type]
-        thread = await store.run(
-            store.store.create_thread, "Test", url, model, ThreadSettings().to_dict()
-        )
+        thread = await store.create_thread("Test", url, model, ThreadSettings().to_dict())
         s = ChatSession(store, lambda: c, thread)
         try:
             yield s

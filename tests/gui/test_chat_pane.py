@@ -31,8 +31,8 @@ async def start_chat(app: LmguiApp, instance: str = "google/gemma-3-270m") -> No
 
 async def say(qtbot: QtBot, app: LmguiApp, text: str) -> TurnRecord:
     pane = app.chat
-    pane.input.setPlainText(text)
-    qtbot.keyClick(pane.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    pane.composer.input.setPlainText(text)
+    qtbot.keyClick(pane.composer.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert pane.session is not None
     await wait_for(lambda: pane.session is not None and not pane.session.busy)
     await pane.settle()
@@ -45,20 +45,22 @@ async def test_a_conversation_in_the_pane(qtbot: QtBot, sim: Simulator, paths: A
         await start_chat(app)
         pane = app.chat
         assert app.window.chat_dock.isVisible()
-        assert pane.model_box.currentData() == "google/gemma-3-270m"
+        assert pane.settings_bar.model_box.currentData() == "google/gemma-3-270m"
         first = await say(qtbot, app, "What is a context window?")
-        assert first.status == "complete" and pane.input.toPlainText() == ""
+        assert first.status == "complete" and pane.composer.input.toPlainText() == ""
         before = app.ledger.entries["google/gemma-3-270m"].last_used
         text = pane.view.toPlainText()
         assert "What is a context window?" in text and first.text[:40] in text
         assert first.response_id is not None and first.response_id in text
         assert "Continue from here" in text
-        assert pane.thread_list.item(0).text() == "What is a context window?"  # titled by it
+        assert (
+            pane.threads.thread_list.item(0).text() == "What is a context window?"
+        )  # titled by it
         second = await say(qtbot, app, "Say more")
         assert chat_bodies(sim)[-1]["previous_response_id"] == first.response_id
         assert second.text.startswith("Turn 2.")
-        assert pane.context_meter.format().startswith("context: ")
-        assert "of 4k tokens" in pane.context_meter.format()
+        assert pane.composer.context_meter.format().startswith("context: ")
+        assert "of 4k tokens" in pane.composer.context_meter.format()
         # lmgui's own chats reset the instance's idle timer (the TTL lmgui may enforce)
         assert app.ledger.entries["google/gemma-3-270m"].last_used > before
 
@@ -68,13 +70,13 @@ async def test_stop_mid_answer(qtbot: QtBot, make_sim: SimFactory, paths: AppPat
     async with running(qtbot, paths, sim.url) as app:
         await start_chat(app)
         pane = app.chat
-        pane.input.setPlainText("a long one")
-        qtbot.keyClick(pane.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+        pane.composer.input.setPlainText("a long one")
+        qtbot.keyClick(pane.composer.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
         await wait_for(lambda: "Turn 1." in pane.view.toPlainText())
-        assert pane.send_button.text() == "&Stop"
-        qtbot.mouseClick(pane.send_button, Qt.MouseButton.LeftButton)
+        assert pane.composer.send_button.text() == "&Stop"
+        qtbot.mouseClick(pane.composer.send_button, Qt.MouseButton.LeftButton)
         await wait_for(lambda: "(stopped)" in pane.view.toPlainText())
-        assert pane.send_button.text() == "&Send"
+        assert pane.composer.send_button.text() == "&Send"
         assert pane.session is not None
         [turn] = await pane.session.branch()
         assert turn.status == "stopped" and 0 < len(turn.text.split()) < 300
@@ -135,27 +137,29 @@ async def test_thread_list_search_rename_delete_and_undo(
         await say(qtbot, app, "about herons")
         await pane.new_thread()
         await say(qtbot, app, "about owls")
-        assert [pane.thread_list.item(i).text() for i in range(pane.thread_list.count())] == [
+        assert [
+            pane.threads.thread_list.item(i).text() for i in range(pane.threads.thread_list.count())
+        ] == [
             "about owls",
             "about herons",
         ]
-        pane.search.setText("heron")
+        pane.threads.search.setText("heron")
         await pane.settle()
-        assert pane.thread_list.count() == 1
-        pane.search.clear()
+        assert pane.threads.thread_list.count() == 1
+        pane.threads.search.clear()
         await pane.settle()
         await pane.rename("Birds of prey")
-        assert pane.thread_list.item(0).text() == "Birds of prey"
+        assert pane.threads.thread_list.item(0).text() == "Birds of prey"
         pane.delete_current()
         await pane.settle()
-        assert pane.undo_bar.isVisible() and pane.thread_list.count() == 1
+        assert pane.threads.undo_bar.isVisible() and pane.threads.thread_list.count() == 1
         pane.undo_delete()
         await pane.settle()
-        assert pane.thread_list.count() == 2 and pane.session is not None
+        assert pane.threads.thread_list.count() == 2 and pane.session is not None
         pane.delete_current()
-        pane._delete_timer.timeout.emit()  # the undo time ran out
+        pane.threads.delete_timer.timeout.emit()  # the undo time ran out
         await pane.settle()
-        threads = await app.chat_store.run(app.chat_store.store.threads)
+        threads = await app.chat_store.threads()
         assert [t.title for t in threads] == ["about herons"]
 
 
@@ -198,7 +202,7 @@ async def test_jit_load_from_the_picker(
         app.window.chat_dock.show()
         pane = app.chat
         await pane.new_thread("qwen/qwen3-4b")  # not loaded: "loads on first message"
-        assert "loads on first message" in pane.model_box.currentText()
+        assert "loads on first message" in pane.settings_bar.model_box.currentText()
         seen: list[int] = []
         pane.load_bar.valueChanged.connect(seen.append)
         turn = await say(qtbot, app, "wake up")
@@ -211,18 +215,18 @@ async def test_images_for_vision_models(qtbot: QtBot, sim: Simulator, paths: App
     async with running(qtbot, paths, sim.url) as app:
         await start_chat(app)
         pane = app.chat
-        assert not pane.attach_button.isEnabled()  # gemma-3-270m takes no images
+        assert not pane.composer.attach_button.isEnabled()  # gemma-3-270m takes no images
         await app.actions.load(LoadRequest("qwen/qwen3.5-9b"))
         await wait_for(lambda: app.tree.instance_index("qwen/qwen3.5-9b").isValid())
         await pane.new_thread("qwen/qwen3.5-9b")
-        assert pane.attach_button.isEnabled()
-        pane.add_image("image/png", b"\x89PNG\r\n\x1a\n" + bytes(64))
-        assert pane.attachments.text().startswith("1 image attached")
+        assert pane.composer.attach_button.isEnabled()
+        pane.composer.add_image("image/png", b"\x89PNG\r\n\x1a\n" + bytes(64))
+        assert pane.composer.attachments.text().startswith("1 image attached")
         turn = await say(qtbot, app, "what is in it?")
-        assert "I see 1 image" in turn.text and pane.attachments.text() == ""
+        assert "I see 1 image" in turn.text and pane.composer.attachments.text() == ""
         assert "[image, image/png]" in pane.view.toPlainText()
-        pane.add_image("image/png", bytes(20 * 2**20))
-        assert pane.attachments.text() == ""
+        pane.composer.add_image("image/png", bytes(20 * 2**20))
+        assert pane.composer.attachments.text() == ""
         assert "can be sent" in app.window.statusBar().currentMessage()
 
 
@@ -232,7 +236,7 @@ async def test_store_off_says_the_turn_cannot_be_continued(
     async with running(qtbot, paths, sim.url) as app:
         await start_chat(app)
         pane = app.chat
-        pane.store_box.setChecked(False)
+        pane.settings_bar.store_box.setChecked(False)
         await pane.settle()
         assert "cannot be continued" in app.window.statusBar().currentMessage()
         turn = await say(qtbot, app, "ephemeral")

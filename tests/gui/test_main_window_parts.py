@@ -153,7 +153,6 @@ def test_the_window_reads_the_gpus_once_per_poll_and_keeps_that_reading(
     w = parts.window
     assert gpus.reads == 1  # at start, so the first paint has figures
     w.refresh_vram()
-    w._update_vram()  # the old name app.py called, kept for now
     w._update_age()  # the 1 s age tick
     assert gpus.reads == 1, "only a poll reads the GPUs"
     assert w.last_gpus == [RTX]
