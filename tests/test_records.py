@@ -14,8 +14,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from lmgui.api import records
+from lmgui.api import model_list
 from lmgui.api.errors import ProtocolError, dedupe_joined_message, first_readable_line
+from lmgui.api.model_list import parse_models
 from lmgui.api.records import (
     MAX_BYTES,
     MAX_TOKENS,
@@ -29,7 +30,6 @@ from lmgui.api.records import (
     parse_chat_result,
     parse_download,
     parse_load_result,
-    parse_models,
 )
 from lmgui.core.format import UNREADABLE, field_text, human_bytes, human_count
 from tests.conftest import data
@@ -38,7 +38,7 @@ from tests.conftest import data
 @pytest.fixture(autouse=True)
 def _log_every_defect_again() -> None:
     """Defects are logged once per process; each test starts with none said yet."""
-    records._forget_reported()
+    model_list._forget_reported()
 
 
 def test_v1_list_keeps_every_good_entry_and_skips_malformed_ones(
@@ -183,7 +183,7 @@ RENDER: dict[str, Callable[[Any], str]] = {
 def test_one_bad_field_never_hides_a_model_or_its_instance(
     where: str, name: str, raw: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="lmgui.api.records"):
+    with caplog.at_level(logging.WARNING, logger="lmgui.api.model_list"):
         models = parse_models(body_with(where, name, raw))
     # The model, its loaded instance and the neighbour are all there.
     assert [m.key for m in models] == ["acme/good-7b", "acme/other"]
@@ -216,7 +216,7 @@ def test_one_bad_field_never_hides_a_model_or_its_instance(
     ]
     assert len(said) == 1, caplog.text
     assert len(said[0].getMessage()) < 300  # a 5000-digit value is described, not dumped
-    with caplog.at_level(logging.WARNING, logger="lmgui.api.records"):
+    with caplog.at_level(logging.WARNING, logger="lmgui.api.model_list"):
         parse_models(body_with(where, name, raw, neighbour_size=2))
         parse_models(body_with(where, name, raw, neighbour_size=3))
     assert len([r for r in caplog.records if name in r.getMessage()]) == 1
@@ -306,7 +306,7 @@ def test_only_an_entry_without_a_usable_key_is_skipped(caplog: pytest.LogCapture
     body = json.dumps(
         {"models": [{"key": 5, "size_bytes": "x"}, [1], {"key": 5, "id": "fallback"}]}
     ).encode()
-    with caplog.at_level(logging.WARNING, logger="lmgui.api.records"):
+    with caplog.at_level(logging.WARNING, logger="lmgui.api.model_list"):
         models = parse_models(body)
     assert [m.key for m in models] == ["fallback"]
     assert models[0].malformed == ("key",)
@@ -317,15 +317,15 @@ def test_only_an_entry_without_a_usable_key_is_skipped(caplog: pytest.LogCapture
 def test_a_list_full_of_defects_logs_a_bounded_number_of_lines(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(records, "_REPORTED_MAX", 50)
+    monkeypatch.setattr(model_list, "_REPORTED_MAX", 50)
     entries = [{"key": f"m{i}", "size_bytes": -1} for i in range(60)]
     body = json.dumps({"models": entries}).encode()
-    with caplog.at_level(logging.WARNING, logger="lmgui.api.records"):
+    with caplog.at_level(logging.WARNING, logger="lmgui.api.model_list"):
         assert len(parse_models(body)) == 60
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == records._LOG_PER_PARSE + 1
+    assert len(lines) == model_list._LOG_PER_PARSE + 1
     assert lines[-1].startswith("40 more unreadable fields")
-    assert len(records._REPORTED) == 50  # the "already said" set stays bounded
+    assert len(model_list._REPORTED) == 50  # the "already said" set stays bounded
 
 
 def test_chat_result_with_every_output_item_type() -> None:

@@ -21,13 +21,13 @@ from lmgui.api.errors import ProtocolError
 from lmgui.api.limits import Deadlines, Limits
 from lmgui.api.lms import LmsRunner
 from lmgui.api.loading import EXTENSION_LOAD_KEYS, GpuSetting, LoadPolicy
+from lmgui.api.model_list import parse_models
 from lmgui.api.records import (
     ChatResult,
     DownloadJob,
     LoadResult,
     Model,
     parse_download,
-    parse_models,
 )
 from lmgui.api.streaming import ChatStream
 from lmgui.api.transport import Exchange, Transport

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QTreeView
 from pytestqt.qtbot import QtBot
 
 from lmgui.api import Capabilities, Instance, Model
-from lmgui.api.records import parse_models
+from lmgui.api.model_list import parse_models
 from lmgui.core.instances import InstanceInfo
 from lmgui.core.snapshot import Snapshot, diff
 from lmgui.qtmodels.model_tree import Column, ModelFilterProxy, ModelTreeModel, Role
