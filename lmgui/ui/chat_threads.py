@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -108,9 +109,14 @@ class ThreadList(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.search)
         layout.addWidget(self.thread_list, 1)
-        buttons = QHBoxLayout()
-        for b in (self.new_button, self.rename_button, self.delete_button, self.export_button):
-            buttons.addWidget(b)
+        # Two rows of two: the list is narrow beside the transcript, and four buttons in one row
+        # were cut to "enam" and "E...t".
+        buttons = QGridLayout()
+        buttons.addWidget(self.new_button, 0, 0)
+        buttons.addWidget(self.rename_button, 0, 1)
+        buttons.addWidget(self.delete_button, 1, 0)
+        buttons.addWidget(self.export_button, 1, 1)
+        self.export_button.setSizePolicy(self.delete_button.sizePolicy())
         layout.addLayout(buttons)
         layout.addWidget(self.undo_bar)
 
