@@ -55,7 +55,8 @@ def exposure_warning(host: str, token: str | None) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lmgui-sim",
-        description="An LM Studio 0.4 REST API simulator (for lmgui's demo mode and tests).",
+        description="An LM Studio 0.4 simulator, REST and SDK websocket API on one port "
+        "(for lmgui's demo mode and tests).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=1234, help="port, 0 for any free one (default 1234)")
@@ -76,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answer-tokens", type=int, help="fixed answer length in words")
     p.add_argument("--legacy", action="store_true", help="behave like LM Studio before 0.4")
     p.add_argument("--models-shape", choices=["v1", "v0"], default="v1", help="model list shape")
+    p.add_argument(
+        "--no-sdk-api",
+        action="store_true",
+        help="do not serve the SDK websocket API or /lmstudio-greeting (a plain-HTTP server)",
+    )
     faults = p.add_argument_group("fault injection")
     faults.add_argument("--latency-ms", type=float, default=0.0, help="delay every request")
     faults.add_argument("--error-rate", type=_rate, default=0.0, help="share of HTML 500s")
@@ -147,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         answer_tokens=args.answer_tokens,
         legacy=args.legacy,
         models_shape=args.models_shape,
+        sdk_api=not args.no_sdk_api,
         latency_ms=args.latency_ms,
         error_rate=args.error_rate,
         drop_rate=args.drop_rate,

@@ -27,7 +27,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from lmgui.sim.catalog import DEMO_CATALOG
-from lmgui.sim.state import SimConfig, SimError, SimInstance, SimState
+from lmgui.sim.sdk import SdkApi, refuse
+from lmgui.sim.state import SimConfig, SimError, SimInstance, SimState, Work
 from lmgui.sim.textgen import Turn, generate, tokens_of
 from lmgui.sim.validation import (
     as_object,
@@ -67,6 +68,8 @@ STREAM_ERROR: dict[str, Any] = {
 KEEP_ALIVE = b": keep-alive\n\n"
 _DELTAS = (b"event: reasoning.delta\n", b"event: message.delta\n")
 _POLL = 0.05  # seconds between checks of a stalled stream for the simulator's shutdown
+GREETING_PATH = "/lmstudio-greeting"
+"""The SDKs' probe: ``{"lmstudio": true}`` here means the websocket API is on this port."""
 
 
 @dataclass(frozen=True)
@@ -306,12 +309,13 @@ def create_app(state: SimState, stopping: threading.Event | None = None) -> Star
         if jit is not None and not await wait_loaded(jit):
             raise SimError.of(500, "The model was unloaded while loading.", "internal_error")
         await until_ready(inst)
-        state.touch(inst.id)
-        n = len(turn.reasoning_tokens) + len(turn.message_tokens)
-        if turn.tps > 0:
-            await asyncio.sleep(n / turn.tps)
-        rid = turn.store(state, inst.id)
-        state.touch(inst.id)
+        with state.work(inst.id) as work:
+            n = len(turn.reasoning_tokens) + len(turn.message_tokens)
+            if work is not None:
+                work.generating()
+            if turn.tps > 0:
+                await asyncio.sleep(n / turn.tps)
+            rid = turn.store(state, inst.id)
         load_s = jit.load_seconds if jit else None
         return JSONResponse(turn.result(inst.id, rid, load_s))
 
@@ -341,11 +345,22 @@ def create_app(state: SimState, stopping: threading.Event | None = None) -> Star
                 "model_load.end", {"model_instance_id": iid, "load_time_seconds": jit.load_seconds}
             )
         await until_ready(inst)
-        state.touch(inst.id)
+        # The instance is busy (processing, then generating) while this stream runs, however it
+        # ends: the SDK's processing state reads it, and the idle timer waits for it.
+        with state.work(inst.id) as work:
+            async with contextlib.aclosing(generate_frames(turn, inst, jit, work)) as frames:
+                async for frame in frames:
+                    yield frame
+
+    async def generate_frames(
+        turn: _Turn, inst: SimInstance, jit: SimInstance | None, work: Work | None
+    ) -> AsyncGenerator[bytes, None]:
         yield _frame("prompt_processing.start", {})
         for p in (0.5, 1.0):
             yield _frame("prompt_processing.progress", {"progress": p})
         yield _frame("prompt_processing.end", {})
+        if work is not None:
+            work.generating()
         pacer = _Pacer(turn.tps)
         if turn.reasoning_tokens:
             yield _frame("reasoning.start", {})
@@ -370,7 +385,8 @@ def create_app(state: SimState, stopping: threading.Event | None = None) -> Star
                 yield _frame("message.delta", {"content": tok})
             yield _frame("message.end", {})
         rid = turn.store(state, inst.id)
-        state.touch(inst.id)
+        if work is not None:
+            work.done()  # before chat.end: a client that stops reading there sees it idle
         load_s = jit.load_seconds if jit else None
         yield _frame("chat.end", {"result": turn.result(inst.id, rid, load_s)})
 
@@ -427,6 +443,11 @@ def create_app(state: SimState, stopping: threading.Event | None = None) -> Star
     async def download_status(request: Request) -> Response:
         return JSONResponse(state.download_status(request.path_params["job_id"]))
 
+    async def greeting(request: Request) -> Response:
+        if not cfg.sdk_api:
+            return JSONResponse(_unexpected(request.method, request.url.path), status_code=404)
+        return JSONResponse({"lmstudio": True})
+
     async def unknown(request: Request) -> Response:
         path = request.url.path
         status = 404 if path.startswith("/api/v1/") else 200
@@ -455,6 +476,7 @@ def create_app(state: SimState, stopping: threading.Event | None = None) -> Star
             methods=["GET"],
         ),
         Route("/api/v0/models", list_models_v0, methods=["GET"]),
+        Route(GREETING_PATH, greeting, methods=["GET"]),
         Route(
             "/{path:path}",
             unknown,
@@ -482,13 +504,23 @@ def _unknown_previous(rid: str) -> SimError:
 class SimMiddleware:
     """Records requests, then applies latency, faults, legacy mode and auth, in that order."""
 
-    def __init__(self, app: ASGIApp, state: SimState, requests: deque[RecordedRequest]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        state: SimState,
+        requests: deque[RecordedRequest],
+        sdk: SdkApi | None = None,
+    ) -> None:
         self.app = app
         self.state = state
         self.requests = requests
+        self.sdk = sdk or SdkApi(state)
         self.rng = random.Random(state.config.seed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -543,7 +575,9 @@ class SimMiddleware:
         if cfg.legacy and path.startswith("/api/v1"):
             await _send_json(send, 200, _unexpected(scope["method"], path))
             return
-        if cfg.token is not None:
+        # The SDKs probe the greeting without credentials, before they authenticate on the
+        # websocket, so it answers without a token.
+        if cfg.token is not None and path != GREETING_PATH:
             # The raw header bytes (ASGI headers are bytes; the dict above is latin-1 text).
             given = next((v for k, v in scope["headers"] if k.lower() == b"authorization"), b"")
             raw_token = (
@@ -565,6 +599,20 @@ class SimMiddleware:
                 await _send_json(send, 401, {"error": err})
                 return
         await self.app(scope, replay, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The SDK API's sockets; every upgrade is refused (a 403) when ``sdk_api`` is off.
+
+        Recorded as method ``WEBSOCKET``. Credentials travel inside the socket (the first
+        message), so the HTTP token check and the fault injection do not apply here.
+        """
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        self.requests.append(RecordedRequest("WEBSOCKET", scope["path"], headers, None))
+        if not self.state.config.sdk_api:
+            if (await receive())["type"] == "websocket.connect":
+                await refuse(send)
+            return
+        await self.sdk(scope, receive, send)
 
 
 async def _send_raw(send: Send, status: int, body: bytes, ctype: str) -> None:
@@ -649,7 +697,10 @@ class Simulator:
         )
         self.requests: deque[RecordedRequest] = deque(maxlen=1000)
         self._stopping = threading.Event()
-        self.app = SimMiddleware(create_app(self.state, self._stopping), self.state, self.requests)
+        self.sdk = SdkApi(self.state)
+        self.app = SimMiddleware(
+            create_app(self.state, self._stopping), self.state, self.requests, self.sdk
+        )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None

@@ -13,7 +13,8 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -21,7 +22,15 @@ from typing import Any, Literal
 from lmgui.sim.catalog import GB, REMOTE_CATALOG
 from lmgui.sim.textgen import Turn
 
-__all__ = ["ManualClock", "SimConfig", "SimError", "SimInstance", "SimState", "StoredResponse"]
+__all__ = [
+    "ManualClock",
+    "SimConfig",
+    "SimError",
+    "SimInstance",
+    "SimState",
+    "StoredResponse",
+    "Work",
+]
 
 
 class ManualClock:
@@ -82,6 +91,10 @@ class SimConfig:
     stream_comment_interval_ms: float = 1000.0
     stream_fault_seconds: float = 120.0
     """How long a stalled or comments-only stream lasts before the simulator closes it."""
+    sdk_api: bool = True
+    """Serve the SDK websocket API (``/llm``, ``/system``...) and ``/lmstudio-greeting`` on the
+    REST port, as LM Studio does. False behaves like a server (or a proxy in front of it) that
+    only speaks plain HTTP: websocket upgrades are refused and the greeting is a 404."""
 
 
 class SimError(Exception):
@@ -120,6 +133,50 @@ class SimInstance:
     jit: bool = False
     loading: bool = True
     load_seconds: float = 0.0
+    gpu: float | str = "max"
+    """The GPU offload as requested: a ratio 0..1, or ``"max"`` / ``"off"`` (the SDK's encoding)."""
+    reference: str = ""
+    """The SDK's ``instanceReference``: an opaque id that, unlike ``id``, is never reused."""
+    prompting: int = 0
+    """Requests on this instance that are processing their prompt."""
+    generating: int = 0
+    """Requests on this instance that are generating tokens."""
+
+    @property
+    def busy(self) -> bool:
+        return self.prompting + self.generating > 0
+
+
+class Work:
+    """One request's use of an instance, from prompt processing to its last token.
+
+    The instance counts as busy (its TTL does not run, the SDK reports it processing) until
+    ``done()``; ``generating()`` moves it from prompt processing to generation. Both are
+    idempotent, so a stream cut off at any point can always call ``done()``.
+    """
+
+    def __init__(self, state: SimState, inst: SimInstance) -> None:
+        self._state = state
+        self._inst = inst
+        self._phase: Literal["prompt", "generating", "done"] = "prompt"
+        inst.prompting += 1
+
+    def generating(self) -> None:
+        with self._state.lock:
+            if self._phase == "prompt":
+                self._inst.prompting -= 1
+                self._inst.generating += 1
+                self._phase = "generating"
+
+    def done(self) -> None:
+        with self._state.lock:
+            if self._phase == "prompt":
+                self._inst.prompting -= 1
+            elif self._phase == "generating":
+                self._inst.generating -= 1
+            if self._phase != "done":
+                self._phase = "done"
+                self._inst.last_used = self._state.clock()
 
 
 @dataclass
@@ -168,8 +225,12 @@ class SimState:
         self.responses: dict[str, StoredResponse] = {}
         self._downloads: dict[str, _Download] = {}
         self._ids = itertools.count(1)
+        self._references = itertools.count(1)
         self.events: list[tuple[str, str]] = []
         """(what, instance id) for loads, unloads, expiries and evictions; tests read it."""
+        # The SDK reports times as Unix milliseconds; the state's clock may be a ManualClock, so
+        # wall time is derived from one anchor: advancing the clock moves the reported times.
+        self._wall_anchor = time.time() - self.clock()
 
     # ------------------------------------------------------------------ catalog
 
@@ -220,7 +281,8 @@ class SimState:
     def vram_used(self) -> int:
         return sum(i.vram_bytes for i in self.instances.values())
 
-    def _estimate(self, entry: dict[str, Any], config: dict[str, Any], gpu: float) -> int:
+    def estimate(self, entry: dict[str, Any], config: dict[str, Any], gpu: float) -> int:
+        """VRAM a load would take: weights times the offload, plus the KV cache if on GPU."""
         size = int(entry.get("size_bytes") or 0)
         kv = config.get("context_length", 4096) * kv_bytes_per_token(size)
         kv_on_gpu = config.get("offload_kv_cache_to_gpu", True)
@@ -264,10 +326,12 @@ class SimState:
                 )
                 if entry.get("_sim_experts"):
                     config["num_experts"] = int(options.get("num_experts") or entry["_sim_experts"])
-            gpu_opt = options.get("gpu", "max")
+            gpu_opt = options.get("gpu")
+            if gpu_opt is None:
+                gpu_opt = "max"
             gpu = {"max": 1.0, "off": 0.0}.get(gpu_opt) if isinstance(gpu_opt, str) else gpu_opt
             gpu = float(gpu if gpu is not None else 1.0)
-            need = self._estimate(entry, config, gpu)
+            need = self.estimate(entry, config, gpu)
             budget = int(self.config.vram_gb * GB)
             used = self.vram_used()
             if used + need > budget:
@@ -298,6 +362,8 @@ class SimState:
                 load_seconds=round(
                     self.config.load_seconds_per_gb * int(entry.get("size_bytes") or 0) / GB, 3
                 ),
+                gpu=gpu_opt,
+                reference=self._new_reference(iid),
             )
             if jit and self.config.auto_evict:
                 for other in [i for i in self.instances.values() if i.jit]:
@@ -330,10 +396,16 @@ class SimState:
                 )
             self.events.append(("unloaded", instance_id))
 
+    def _new_reference(self, iid: str) -> str:
+        n = next(self._references)
+        return hashlib.sha256(f"{self.config.seed}:{iid}:{n}".encode()).hexdigest()[:24]
+
     def _expire(self) -> None:
         now = self.clock()
         for inst in list(self.instances.values()):
-            if inst.ttl is not None and not inst.loading and now - inst.last_used >= inst.ttl:
+            if inst.loading or inst.busy or inst.ttl is None:
+                continue  # only an idle instance's timer runs out
+            if now - inst.last_used >= inst.ttl:
                 del self.instances[inst.id]
                 self.events.append(("expired", inst.id))
         if self.config.response_ttl_seconds is not None:
@@ -381,6 +453,43 @@ class SimState:
             inst = self.instances.get(instance_id)
             if inst is not None:
                 inst.last_used = self.clock()
+
+    @contextmanager
+    def work(self, instance_id: str) -> Iterator[Work | None]:
+        """Count a request as running on an instance for the duration of the block.
+
+        Yields None when the instance is gone (unloaded or expired meanwhile). Ending the block
+        ends the work and resets the idle timer, however the block ends.
+        """
+        with self.lock:
+            inst = self.instances.get(instance_id)
+            item = Work(self, inst) if inst is not None else None
+            if inst is not None:
+                inst.last_used = self.clock()
+        try:
+            yield item
+        finally:
+            if item is not None:
+                item.done()
+
+    # ------------------------------------------------------------------ SDK views
+
+    def wall_ms(self, t: float) -> int:
+        """A clock reading as Unix time in milliseconds (the SDK's ``lastUsedTime``)."""
+        return int((self._wall_anchor + t) * 1000)
+
+    def loaded(self) -> list[SimInstance]:
+        """Instances that finished loading, after expiring idle ones (a snapshot)."""
+        with self.lock:
+            self._expire()
+            return [copy.copy(i) for i in self.instances.values() if not i.loading]
+
+    def instance(self, instance_id: str) -> SimInstance | None:
+        """A snapshot of one instance by id, after expiring idle ones; loading ones too."""
+        with self.lock:
+            self._expire()
+            inst = self.instances.get(instance_id)
+            return copy.copy(inst) if inst is not None else None
 
     def history(self, previous_response_id: str | None) -> tuple[Turn, ...] | None:
         """The thread behind a response id; None when the server does not know the id."""
