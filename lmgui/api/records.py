@@ -109,6 +109,32 @@ class Instance(msgspec.Struct, frozen=True, gc=False):
     model_key: str
     config: dict[str, Any] = msgspec.field(default_factory=dict)
     malformed: tuple[str, ...] = ()
+    # What only LM Studio's SDK channel reports (None where the server has no such channel, or
+    # did not say): merged into the listed instance by the client, see api/sdk.py.
+    gpu_offload: float | None = None
+    """GPU offload ratio the instance was loaded with: 0 (off) to 1 (max)."""
+    ttl_seconds: float | None = None
+    """The idle TTL the server keeps for it (None: the server unloads it only when asked)."""
+    last_used: float | None = None
+    """Wall-clock time (time.time()) of its last use by any client, as the server saw it."""
+    status: str | None = None
+    """idle, processingPrompt, generating or computingEmbedding, as the server says."""
+    queued: int | None = None
+    """Requests waiting for it."""
+
+    def ttl_left(self, now: float) -> float | None:
+        """Seconds until the server unloads it if nobody uses it (as ``lms ps`` computes it)."""
+        if self.ttl_seconds is None:
+            return None
+        if self.last_used is None:
+            return self.ttl_seconds
+        return max(0.0, self.ttl_seconds - (now - self.last_used))
+
+    @property
+    def busy(self) -> bool:
+        return self.status in ("processingPrompt", "generating", "computingEmbedding") or bool(
+            self.queued
+        )
 
     def _get(self, name: str) -> Any:
         return self.config.get(name)
