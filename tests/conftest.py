@@ -63,6 +63,13 @@ def sim(make_sim: SimFactory, clock: ManualClock) -> Simulator:
 
 
 @pytest.fixture
+def rest_sim(make_sim: SimFactory, clock: ManualClock) -> Simulator:
+    """A server without LM Studio's SDK channel (an older LM Studio, or a proxy that forwards only
+    HTTP): loads go over REST, then lms, or their extension options are not applied."""
+    return make_sim(clock=clock, sdk_api=False)
+
+
+@pytest.fixture
 async def client(sim: Simulator) -> AsyncIterator[LMStudioClient]:
     async with LMStudioClient(sim.url, lms=None) as c:
         yield c

@@ -115,8 +115,12 @@ def test_unload_all_and_a_remaining_instance(
     )
 
 
-def test_load_options_the_server_did_not_apply_are_stated(lmgui: object) -> None:
-    r = cli(lmgui, "load", "google/gemma-3-270m", "--ttl", "600", "--gpu", "0.5")
+def test_load_options_the_server_did_not_apply_are_stated(
+    lmgui: object, rest_sim: Simulator
+) -> None:
+    r = cli(
+        lmgui, "load", "google/gemma-3-270m", "--ttl", "600", "--gpu", "0.5", server=rest_sim.url
+    )
     assert r.code == 0
     assert r.err.endswith(
         "Warning: The server did not apply gpu, ttl (LM Studio's REST API does not take them, "

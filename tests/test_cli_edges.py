@@ -49,8 +49,9 @@ def everything_written(root: Path, *texts: str) -> str:
 
 
 def test_lms_is_told_which_server_to_load_into(
-    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    rest_sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sim = rest_sim  # the REST path: no SDK channel
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     write_fake_lms(bin_dir, sim.url)

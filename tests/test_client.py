@@ -109,8 +109,10 @@ async def test_unknown_model_key_is_not_found(client: LMStudioClient) -> None:
 
 
 async def test_extension_options_rejected_by_rest_are_reported_and_remembered(
-    sim: Simulator, client: LMStudioClient
+    rest_sim: Simulator,
 ) -> None:
+    sim = rest_sim  # the REST path: no SDK channel
+    client = LMStudioClient(sim.url, lms=None)
     result = await client.load("google/gemma-3-270m", ttl=600, context_length=2048)
     assert result.not_applied == ("ttl",)
     assert result.instance_id == "google/gemma-3-270m"
@@ -122,10 +124,11 @@ async def test_extension_options_rejected_by_rest_are_reported_and_remembered(
     again = await client.load("google/gemma-3-270m", ttl=600)
     assert again.not_applied == ("ttl",)
     assert len(sim.received("POST", "/api/v1/models/load")) == 3  # no second rejected try
+    await client.aclose()
 
 
 async def test_a_server_that_accepts_extensions_applies_them(make_sim: SimFactory) -> None:
-    sim = make_sim(accept_load_extensions=True)
+    sim = make_sim(accept_load_extensions=True, sdk_api=False)
     async with LMStudioClient(sim.url, lms=None) as c:
         result = await c.load("qwen/qwen3-4b", gpu=0.5, ttl=600, identifier="my-qwen", parallel=2)
         assert (result.instance_id, result.not_applied) == ("my-qwen", ())
@@ -160,8 +163,9 @@ print("Model loaded successfully")
 
 
 async def test_extension_options_go_through_lms_when_the_server_is_local(
-    sim: Simulator, tmp_path: Path
+    rest_sim: Simulator, tmp_path: Path
 ) -> None:
+    sim = rest_sim  # the REST path: no SDK channel
     import json
 
     lms = LmsRunner(str(write_fake_lms(tmp_path, sim.url)), timeout=30)
@@ -192,7 +196,10 @@ async def test_extension_options_go_through_lms_when_the_server_is_local(
     ]
 
 
-async def test_lms_failure_is_an_error_with_its_message(sim: Simulator, tmp_path: Path) -> None:
+async def test_lms_failure_is_an_error_with_its_message(
+    rest_sim: Simulator, tmp_path: Path
+) -> None:
+    sim = rest_sim  # the REST path: no SDK channel
     lms = LmsRunner(str(write_fake_lms(tmp_path, sim.url, fail=True)), timeout=30)
     async with LMStudioClient(sim.url, lms=lms) as c:
         with pytest.raises(ServerError) as info:

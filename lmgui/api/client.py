@@ -9,6 +9,8 @@ are re-exported from those, so callers need only this module.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -17,7 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from lmgui.api.chat import CHAT_PATH, chat_body, image_item, parse_chat_answer, text_item
-from lmgui.api.errors import ProtocolError
+from lmgui.api.errors import ApiError, AuthError, ProtocolError
 from lmgui.api.limits import Deadlines, Limits
 from lmgui.api.lms import LmsRunner
 from lmgui.api.loading import EXTENSION_LOAD_KEYS, GpuSetting, LoadPolicy
@@ -29,6 +31,7 @@ from lmgui.api.records import (
     Model,
     parse_download,
 )
+from lmgui.api.sdk import InstanceTruth, SdkChannel, merge_truth
 from lmgui.api.streaming import ChatStream
 from lmgui.api.transport import Exchange, Transport
 from lmgui.api.urls import (
@@ -39,6 +42,8 @@ from lmgui.api.urls import (
     lms_address,
     normalize_base_url,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -76,7 +81,10 @@ class LMStudioClient:
         transport: httpx.AsyncBaseTransport | None = None,
         lms: LmsRunner | Literal["auto"] | None = "auto",
         on_exchange: Callable[[Exchange], None] | None = None,
+        sdk: bool = True,
     ) -> None:
+        """``sdk``: use LM Studio's SDK websocket channel where the server offers it (loads with
+        every option applied, the instance truth merged into each poll); see ``sdk.py``."""
         self._transport = Transport(
             base_url,
             token,
@@ -90,8 +98,21 @@ class LMStudioClient:
         """The address as messages show it (a password in it replaced)."""
         self.limits = self._transport.limits
         self.deadlines = deadlines or Deadlines()
-        self._loads = LoadPolicy(self._transport, self.deadlines, lms, self.list_models)
+        self.sdk = (
+            SdkChannel(
+                self._transport,
+                self._transport.token,
+                connect_seconds=min(10.0, self.deadlines.models),
+                call_seconds=min(10.0, self.deadlines.models / 2),
+                load_seconds=self.deadlines.load,
+            )
+            if sdk
+            else None
+        )
+        self._loads = LoadPolicy(self._transport, self.deadlines, lms, self.list_models, self.sdk)
         self._last_models_body: bytes | None = None
+        self._last_parsed: list[Model] = []
+        self._last_truth: dict[str, InstanceTruth] | None = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -105,6 +126,8 @@ class LMStudioClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self.sdk is not None:
+            await self.sdk.aclose()
         await self._transport.aclose()
 
     def __repr__(self) -> str:
@@ -140,16 +163,30 @@ class LMStudioClient:
         )
 
     async def poll_models(self) -> list[Model] | None:
-        """Like ``list_models``, but None when the body is byte-identical to the last poll's.
+        """Like ``list_models`` with the SDK channel's instance truth merged in, but None when
+        neither the body (byte for byte) nor that truth changed since the last poll.
 
-        Most polls change nothing; comparing bytes costs far less than parsing them again.
+        Most polls change nothing; comparing bytes costs far less than parsing them again. The
+        truth is asked for at the same time as the list: one round trip more at most.
         """
-        body = await self._get_models()
-        if body == self._last_models_body:
+        body, truth = await asyncio.gather(self._get_models(), self._truth())
+        if body == self._last_models_body and truth == self._last_truth:
             return None
-        models = self._parse_models(body)
-        self._last_models_body = body
-        return models
+        models = self._last_parsed if body == self._last_models_body else self._parse_models(body)
+        self._last_models_body, self._last_parsed, self._last_truth = body, models, truth
+        return merge_truth(models, truth) if truth else models
+
+    async def _truth(self) -> dict[str, InstanceTruth] | None:
+        if self.sdk is None:
+            return None
+        try:
+            return await self.sdk.truth()
+        except AuthError:
+            raise
+        except ApiError as exc:
+            # The channel is extra: a poll it fails is still a poll, with REST's figures.
+            log.warning("no instance truth from the SDK channel this time: %s", exc)
+            return None
 
     def _parse_models(self, body: bytes) -> list[Model]:
         t = self._transport
@@ -174,8 +211,12 @@ class LMStudioClient:
         ttl: int | None = None,
         identifier: str | None = None,
         parallel: int | None = None,
+        on_progress: Callable[[float], None] | None = None,
     ) -> LoadResult:
         """Load a model; blocks until the server has loaded it (seconds to minutes).
+
+        ``on_progress(0..1)`` hears the load's progress where the server reports it (the SDK
+        channel).
 
         GPU offload, TTL, identifier and parallel are not part of the documented REST body; see
         ``loading.py`` for where they go and ``LoadResult.not_applied`` for when they cannot.
@@ -191,7 +232,7 @@ class LMStudioClient:
             identifier=identifier,
             parallel=parallel,
         )
-        return await self._loads.load(model_key, options)
+        return await self._loads.load(model_key, options, on_progress)
 
     async def unload(self, instance_id: str) -> None:
         """Unload one instance by the id the server gave it."""

@@ -20,6 +20,7 @@ from lmgui.api.errors import BadRequestError, ProtocolError
 from lmgui.api.limits import Deadlines
 from lmgui.api.lms import LmsLoadOptions, LmsRunner
 from lmgui.api.records import LoadResult, Model, parse_load_result
+from lmgui.api.sdk import SdkChannel
 from lmgui.api.transport import Transport
 from lmgui.api.urls import lms_address
 
@@ -29,6 +30,17 @@ EXTENSION_LOAD_KEYS = ("gpu", "ttl", "identifier", "parallel")
 """Load options the real REST API rejects; set through ``lms`` or reported as not applied."""
 
 _LMS_OPTION_KEYS = frozenset({"gpu", "ttl", "identifier", "context_length", "parallel"})
+
+_SDK_CONFIG = {
+    "context_length": "contextLength",
+    "eval_batch_size": "evalBatchSize",
+    "flash_attention": "flashAttention",
+    "num_experts": "numExperts",
+    "offload_kv_cache_to_gpu": "offloadKVCacheToGpu",
+}
+"""lmgui's load option names and the SDK's load config names for them."""
+_SDK_OPTION_KEYS = frozenset({*_SDK_CONFIG, "gpu", "ttl", "identifier"})
+"""What a load through the SDK channel applies (the Python SDK's load config has no parallel)."""
 
 GpuSetting = Literal["max", "off"] | float
 
@@ -42,18 +54,30 @@ class LoadPolicy:
         deadlines: Deadlines,
         lms: LmsRunner | Literal["auto"] | None,
         list_models: Callable[[], Awaitable[list[Model]]],
+        sdk: SdkChannel | None = None,
     ) -> None:
         self._transport = transport
         self._deadlines = deadlines
         self._lms_setting = lms
+        self._sdk = sdk
         # lms finds its new instance by listing the server before and after the load.
         self._list_models = list_models
         self.rejected_keys: set[str] = set()
 
-    async def load(self, model_key: str, options: Mapping[str, Any]) -> LoadResult:
-        """Load ``model_key``; ``options`` are the load options the caller set (none is None)."""
+    async def load(
+        self,
+        model_key: str,
+        options: Mapping[str, Any],
+        on_progress: Callable[[float], None] | None = None,
+    ) -> LoadResult:
+        """Load ``model_key``; ``options`` are the load options the caller set (none is None).
+
+        With an extension option set and LM Studio's SDK channel available, the server applies
+        every option through it (with progress); otherwise REST, then ``lms``."""
         documented = {k: v for k, v in options.items() if k not in EXTENSION_LOAD_KEYS}
         ext = {k: v for k, v in options.items() if k in EXTENSION_LOAD_KEYS}
+        if ext and self._sdk is not None and await self._sdk.client() is not None:
+            return await self._sdk_load(model_key, options, on_progress)
         if ext and not (ext.keys() & self.rejected_keys):
             try:
                 return await self._rest_load(model_key, {**documented, **ext})
@@ -91,6 +115,44 @@ class LoadPolicy:
             return parse_load_result(raw)
         except ProtocolError as exc:
             raise t.err(ProtocolError, f"{t.where}: {exc}") from None
+
+    async def _sdk_load(
+        self,
+        model_key: str,
+        options: Mapping[str, Any],
+        on_progress: Callable[[float], None] | None,
+    ) -> LoadResult:
+        assert self._sdk is not None
+        models = {m.key: m for m in await self._list_models()}
+        model = models.get(model_key)
+        embedding = model is not None and model.type == "embedding"
+        config: dict[str, Any] = {
+            name: options[key] for key, name in _SDK_CONFIG.items() if key in options
+        }
+        if "gpu" in options:
+            config["gpu"] = {"ratio": options["gpu"]}
+        identifier, seconds = await self._sdk.load(
+            model_key,
+            embedding=embedding,
+            identifier=options.get("identifier"),
+            # The SDK's own default TTL is an hour: None here means what the user chose, none.
+            ttl=options.get("ttl"),
+            config=config,
+            on_progress=on_progress,
+        )
+        listed = [i for m in await self._list_models() for i in m.instances if i.id == identifier]
+        not_applied = tuple(k for k in options if k not in _SDK_OPTION_KEYS)
+        reason = "LM Studio's SDK channel does not take them" if not_applied else None
+        return LoadResult(
+            instance_id=identifier,
+            load_time_seconds=round(seconds, 3),
+            load_config=dict(listed[0].config) if listed else {},
+            type="embedding" if embedding else "llm",
+            status="loaded",
+            not_applied=not_applied,
+            not_applied_reason=reason,
+            via="sdk",
+        )
 
     def lms_runner(self) -> LmsRunner | str:
         """The ``lms`` to load through, or why there is none (a phrase after "lms ...")."""

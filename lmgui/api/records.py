@@ -280,7 +280,7 @@ class LoadResult(msgspec.Struct, frozen=True, gc=False):
     not_applied_reason: str | None = None
     """Why they were not applied, as a phrase ("LM Studio's REST API does not take them, and
     lms only reaches an LM Studio on this machine")."""
-    via: Literal["rest", "lms"] = "rest"
+    via: Literal["rest", "lms", "sdk"] = "rest"
 
 
 class DownloadJob(msgspec.Struct, frozen=True, gc=False):

@@ -99,6 +99,11 @@ class Transport:
         return self._token is not None or self._token_error is not None
 
     @property
+    def token(self) -> str | None:
+        """The cleaned token, for the SDK channel to the same server (never shown)."""
+        return self._token
+
+    @property
     def where(self) -> str:
         """How every sentence names the server."""
         return f"LM Studio at {self.display_url}"

@@ -120,8 +120,9 @@ async def test_a_second_load_warns_and_defaults_to_the_loaded_one(
 
 
 async def test_ttl_the_server_ignores_is_enforced_by_lmgui(
-    qtbot: QtBot, sim: Simulator, paths: AppPaths
+    qtbot: QtBot, rest_sim: Simulator, paths: AppPaths
 ) -> None:
+    sim = rest_sim  # the REST path: no SDK channel
     async with running(qtbot, paths, sim.url) as app:
         expired: list[str] = []
         app.actions.ttl_expired.connect(expired.append)
@@ -347,8 +348,9 @@ def test_nvml_absent_means_estimates_only() -> None:
 
 
 async def test_an_enforced_ttl_survives_a_restart_of_lmgui(
-    qtbot: QtBot, sim: Simulator, paths: AppPaths
+    qtbot: QtBot, rest_sim: Simulator, paths: AppPaths
 ) -> None:
+    sim = rest_sim  # the REST path: no SDK channel
     async with running(qtbot, paths, sim.url) as app:
         await app.actions.load(LoadRequest("google/gemma-3-270m", ttl_seconds=900))
         await wait_for(lambda: cell(app, "google/gemma-3-270m", Column.TTL).endswith("(lmgui)"))

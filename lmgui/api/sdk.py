@@ -1,0 +1,360 @@
+"""LM Studio's SDK websocket channel, on the same port as REST, through the official ``lmstudio``
+SDK: loads with GPU offload, TTL, identifier and the other settings applied by the server on any
+machine, and the instance truth REST does not carry (GPU offload, the server's TTL, last use,
+processing status).
+
+Why the SDK and not a client of our own: it is the maintained implementation of this protocol
+(auth handshake, RPC and channel framing, load config as KV fields), it runs on the running
+asyncio loop (qasync's included: checked, five sockets in 0.2 s), and it keeps the token out of
+its logs. Two of its limits are handled here: its typed instance records drop ``ttlMs`` and
+``lastUsedTime`` (so the raw ``listLoaded`` result is read), and an endpoint a server lacks never
+answers (so every call has a deadline).
+
+The channel is optional. Where the server has none (an older LM Studio, a proxy that forwards
+only HTTP, ``https``), ``unavailable`` says why, the client keeps to REST, and nothing else
+changes. Errors leave as the client's own types with the same wording as REST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import lmstudio
+import msgspec
+
+from lmgui.api.errors import ApiError, AuthError, BadRequestError, ServerError, ServerUnreachable
+from lmgui.api.records import Model
+from lmgui.api.transport import Transport
+
+__all__ = ["InstanceTruth", "SdkChannel", "is_lmstudio_token", "merge_truth"]
+
+_TOKEN = re.compile(r"^sk-lm-[A-Za-z0-9]{8}:[A-Za-z0-9]{20}$")
+GREETING = "/lmstudio-greeting"
+_NAMESPACES = ("llm", "embedding")
+_OFFLOAD_KEYS = (
+    "llm.load.llama.acceleration.offloadRatio",
+    "embedding.load.llama.acceleration.offloadRatio",
+)
+
+
+def is_lmstudio_token(token: str | None) -> bool:
+    """An LM Studio API token (``sk-lm-<8>:<20>``), the only kind the SDK channel takes."""
+    return token is None or bool(_TOKEN.match(token))
+
+
+@dataclass(frozen=True)
+class InstanceTruth:
+    """What the server says of one loaded instance over the SDK channel."""
+
+    identifier: str
+    model_key: str
+    gpu_offload: float | None
+    ttl_seconds: float | None
+    last_used: float | None
+    status: str | None
+    queued: int | None
+
+
+def merge_truth(models: list[Model], truth: Mapping[str, InstanceTruth]) -> list[Model]:
+    """The listed models with what the SDK channel says of each loaded instance (by its id,
+    which is the identifier); models without such instances are the same objects."""
+    out = []
+    for model in models:
+        if not any(i.id in truth for i in model.instances):
+            out.append(model)
+            continue
+        instances = tuple(
+            msgspec.structs.replace(
+                i,
+                gpu_offload=t.gpu_offload,
+                ttl_seconds=t.ttl_seconds,
+                last_used=t.last_used,
+                status=t.status,
+                queued=t.queued,
+            )
+            if (t := truth.get(i.id)) is not None
+            else i
+            for i in model.instances
+        )
+        out.append(msgspec.structs.replace(model, instances=instances))
+    return out
+
+
+class _Param:
+    """A raw RPC parameter: the SDK sends ``to_dict()`` of what it is given."""
+
+    def __init__(self, value: Mapping[str, Any]) -> None:
+        self._value = dict(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._value
+
+
+def _by_identifier(identifier: str) -> dict[str, Any]:
+    return {"specifier": {"type": "query", "query": {"identifier": identifier}}}
+
+
+def _offload(load_config: Any) -> float | None:
+    """The GPU offload ratio in a load config (KV fields, as the server names them)."""
+    fields = load_config.get("fields") if isinstance(load_config, dict) else None
+    for field in fields if isinstance(fields, list) else ():
+        if isinstance(field, dict) and field.get("key") in _OFFLOAD_KEYS:
+            value = field.get("value")
+            if value == "max":
+                return 1.0
+            if value == "off":
+                return 0.0
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return min(max(float(value), 0.0), 1.0)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return float(value)
+
+
+class SdkChannel:
+    """The SDK channel of one server, opened on first use and kept open."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        token: str | None,
+        *,
+        connect_seconds: float = 10.0,
+        call_seconds: float = 10.0,
+        load_seconds: float = 1200.0,
+    ) -> None:
+        self._transport = transport
+        self._token = token
+        self._connect_seconds = connect_seconds
+        self._call_seconds = call_seconds
+        self._load_seconds = load_seconds
+        self._client: lmstudio.AsyncClient | None = None
+        self._opening: asyncio.Lock | None = None
+        self._offload: dict[str, float | None] = {}
+        """GPU offload per instance reference: a load config never changes while it lives."""
+        self.unavailable: str | None = None
+        """Why there is no SDK channel (a phrase), once that is known."""
+        parts = urlsplit(transport.base_url)
+        if parts.scheme != "http":
+            self.unavailable = "the SDK channel is not used over https"
+        elif not is_lmstudio_token(token):
+            self.unavailable = "the API token is not an LM Studio token (sk-lm-...)"
+        self._host = parts.netloc.rpartition("@")[2]
+
+    # ------------------------------------------------------------------ connecting
+
+    async def client(self) -> lmstudio.AsyncClient | None:
+        """The SDK client, connecting on first use; None when the server has no such channel.
+
+        A refused token raises ``AuthError``, as REST would."""
+        if self.unavailable is not None:
+            return None
+        if self._client is not None:
+            return self._client
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._client is None and self.unavailable is None:
+                await self._open()
+        return self._client
+
+    async def _open(self) -> None:
+        try:
+            body = await self._transport.send(
+                "GET", GREETING, what="the SDK greeting", deadline=self._connect_seconds
+            )
+            greeting = msgspec.json.decode(body)
+        except (ApiError, msgspec.DecodeError):
+            self.unavailable = "the server does not offer LM Studio's SDK channel"
+            return
+        if not (isinstance(greeting, dict) and greeting.get("lmstudio") is True):
+            self.unavailable = "the server does not offer LM Studio's SDK channel"
+            return
+        client = lmstudio.AsyncClient(self._host, api_token=self._token)
+        try:
+            async with asyncio.timeout(self._connect_seconds):
+                await client.__aenter__()
+        except lmstudio.LMStudioServerError as exc:
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+            if "Authentication failed" in str(exc):
+                said = str(exc).partition("Reported cause:")[2].strip() or "no reason given"
+                raise self._transport.err(
+                    AuthError,
+                    f"{self._transport.where} refused the API token on its SDK channel: "
+                    f"{said} Check the token in lmgui's settings.",
+                    server_message=said,
+                ) from None
+            self.unavailable = "the server's SDK channel refused the connection"
+        except (TimeoutError, lmstudio.LMStudioError, OSError):
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+            self.unavailable = "the server's SDK channel does not answer"
+        else:
+            self._client = client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+
+    async def _lost(self) -> None:
+        """The connection broke: the next use connects again."""
+        await self.aclose()
+
+    # ------------------------------------------------------------------ calls
+
+    async def _call(self, namespace: str, endpoint: str, param: Mapping[str, Any] | None) -> Any:
+        client = await self.client()
+        if client is None:
+            raise ServerUnreachable(self.unavailable or "no SDK channel")
+        session = getattr(client, namespace)
+        try:
+            async with asyncio.timeout(self._call_seconds):
+                return await session.remote_call(
+                    endpoint, cast(Any, _Param(param)) if param is not None else None
+                )
+        except TimeoutError:
+            raise self._transport.err(
+                ServerUnreachable,
+                f"{self._transport.where} did not answer {endpoint} on its SDK channel within "
+                f"{self._call_seconds:g} s.",
+            ) from None
+        except lmstudio.LMStudioWebsocketError:
+            await self._lost()
+            raise self._transport.err(
+                ServerUnreachable,
+                f"The SDK channel to {self._transport.where} was closed.",
+            ) from None
+
+    async def truth(self) -> dict[str, InstanceTruth] | None:
+        """Every loaded instance as the server knows it, by identifier; None without a channel.
+
+        All requests go out at once: one round trip however many instances are loaded."""
+        if await self.client() is None:
+            return None
+        listed = await asyncio.gather(*(self._call(ns, "listLoaded", None) for ns in _NAMESPACES))
+        pairs = [
+            (ns, item)
+            for ns, items in zip(_NAMESPACES, listed, strict=True)
+            for item in (items if isinstance(items, list) else ())
+            if isinstance(item, dict) and isinstance(item.get("identifier"), str)
+        ]
+        states = await asyncio.gather(
+            *(
+                self._call(
+                    ns,
+                    "getInstanceProcessingState",
+                    {**_by_identifier(i["identifier"]), "throwIfNotFound": False},
+                )
+                for ns, i in pairs
+            ),
+            return_exceptions=True,
+        )
+        unknown = [
+            (ns, i) for ns, i in pairs if str(i.get("instanceReference")) not in self._offload
+        ]
+        configs = await asyncio.gather(
+            *(
+                self._call(ns, "getLoadConfig", _by_identifier(i["identifier"]))
+                for ns, i in unknown
+            ),
+            return_exceptions=True,
+        )
+        for (_, item), config in zip(unknown, configs, strict=True):
+            if not isinstance(config, BaseException):
+                self._offload[str(item.get("instanceReference"))] = _offload(config)
+        out = {}
+        for (_, item), state in zip(pairs, states, strict=True):
+            ttl_ms = _number(item.get("ttlMs"))
+            used_ms = _number(item.get("lastUsedTime"))
+            status = state.get("status") if isinstance(state, dict) else None
+            queued = state.get("queued") if isinstance(state, dict) else None
+            out[item["identifier"]] = InstanceTruth(
+                identifier=item["identifier"],
+                model_key=str(item.get("modelKey") or ""),
+                gpu_offload=self._offload.get(str(item.get("instanceReference"))),
+                ttl_seconds=ttl_ms / 1000 if ttl_ms is not None else None,
+                last_used=used_ms / 1000 if used_ms is not None else None,
+                status=status if isinstance(status, str) else None,
+                queued=queued if isinstance(queued, int) and not isinstance(queued, bool) else None,
+            )
+        return out
+
+    # ------------------------------------------------------------------ loading
+
+    async def load(
+        self,
+        model_key: str,
+        *,
+        embedding: bool,
+        identifier: str | None,
+        ttl: int | None,
+        config: Mapping[str, Any],
+        on_progress: Callable[[float], None] | None,
+    ) -> tuple[str, float]:
+        """Load through the SDK channel; the new instance's identifier and the seconds it took.
+
+        ``config`` uses the SDK's load config names (contextLength, gpu, flashAttention...)."""
+        client = await self.client()
+        if client is None:
+            raise ServerUnreachable(self.unavailable or "no SDK channel")
+        session = client.embedding if embedding else client.llm
+        started = time.monotonic()
+
+        def progress(value: float) -> None:
+            if on_progress is not None:
+                on_progress(float(value))
+
+        try:
+            async with asyncio.timeout(self._load_seconds):
+                handle = await session.load_new_instance(
+                    model_key,
+                    identifier,
+                    ttl=ttl,
+                    config=cast(Any, dict(config)),
+                    on_load_progress=progress,
+                )
+        except TimeoutError:
+            raise self._transport.err(
+                ServerUnreachable,
+                f"{self._transport.where} did not finish loading {model_key} within "
+                f"{self._load_seconds:g} s.",
+            ) from None
+        except lmstudio.LMStudioModelNotFoundError as exc:
+            raise self._transport.err(
+                BadRequestError,
+                f"{self._transport.where} has no model {model_key}: {_first_line(exc)}",
+                server_message=str(exc),
+            ) from None
+        except lmstudio.LMStudioWebsocketError:
+            await self._lost()
+            raise self._transport.err(
+                ServerUnreachable,
+                f"The SDK channel to {self._transport.where} was closed during the load of "
+                f"{model_key}.",
+            ) from None
+        except lmstudio.LMStudioError as exc:
+            raise self._transport.err(
+                ServerError,
+                f"{self._transport.where} could not load {model_key}: {_first_line(exc)}",
+                server_message=str(exc),
+            ) from None
+        return handle.identifier, time.monotonic() - started
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if text.endswith((".", "!", "?")) else text + "."

@@ -1,0 +1,135 @@
+"""The client on LM Studio's SDK channel, against the simulator over real sockets: loads with every
+option applied by the server, the instance truth merged into each poll, the fallback to REST, and
+the token on the new path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from lmgui.api import AuthError, Instance, LMStudioClient, Model
+from lmgui.sim import ManualClock, Simulator
+from tests.conftest import SimFactory
+
+TOKEN = "sk-lm-Zq8Xb2Rt:Vw9Lp4Km7Nh3Jd6FAbCd"
+
+
+def wall(sim: Simulator, clock: ManualClock) -> float:
+    """The simulator's clock as the server's wall time (what ``last_used`` is measured in)."""
+    return sim.state.wall_ms(clock.now) / 1000
+
+
+def loaded(models: Sequence[Model] | None) -> dict[str, Instance]:
+    return {i.id: i for m in models or () for i in m.instances}
+
+
+async def test_a_load_with_gpu_ttl_and_identifier_is_applied_by_the_server(
+    make_sim: SimFactory, clock: ManualClock
+) -> None:
+    sim = make_sim(clock=clock, token=TOKEN)
+    progress: list[float] = []
+    async with LMStudioClient(sim.url, TOKEN, lms=None) as c:
+        result = await c.load(
+            "qwen/qwen3-4b",
+            gpu=0.5,
+            ttl=300,
+            identifier="my-qwen",
+            context_length=8192,
+            on_progress=progress.append,
+        )
+        assert (result.instance_id, result.via, result.not_applied) == ("my-qwen", "sdk", ())
+        assert result.load_config["context_length"] == 8192
+        assert progress and progress == sorted(progress) and progress[-1] <= 1.0
+        models = await c.poll_models()
+        assert models is not None
+        inst = loaded(models)["my-qwen"]
+    assert inst.gpu_offload == 0.5
+    assert inst.ttl_seconds == 300
+    assert inst.status == "idle"
+    assert inst.ttl_left(wall(sim, clock)) == pytest.approx(300, abs=1)
+
+
+async def test_parallel_is_said_not_applied_on_the_sdk_channel(sim: Simulator) -> None:
+    async with LMStudioClient(sim.url, lms=None) as c:
+        result = await c.load("google/gemma-3-270m", ttl=60, parallel=2)
+    assert result.via == "sdk" and result.not_applied == ("parallel",)
+    assert result.not_applied_reason == "LM Studio's SDK channel does not take them"
+
+
+async def test_the_servers_ttl_starts_again_when_another_client_chats(
+    make_sim: SimFactory, clock: ManualClock
+) -> None:
+    sim = make_sim(clock=clock)
+    async with (
+        LMStudioClient(sim.url, lms=None) as c,
+        LMStudioClient(sim.url, lms=None, sdk=False) as other,
+    ):
+        await c.load("google/gemma-3-270m", ttl=300, identifier="g")
+        clock.advance(100)
+        first = loaded(await c.poll_models() or [])["g"]
+        assert first.ttl_left(wall(sim, clock)) == pytest.approx(200, abs=1)
+        await other.chat("g", "hello")  # another app uses the instance
+        again = await c.poll_models()
+        assert again is not None, "the server's last use changed: that is a change"
+        inst = loaded(again)["g"]
+    assert inst.ttl_left(wall(sim, clock)) == pytest.approx(300, abs=1)
+
+
+async def test_an_instance_answering_is_generating(make_sim: SimFactory) -> None:
+    sim = make_sim(tokens_per_second=20.0)
+    async with (
+        LMStudioClient(sim.url, lms=None) as c,
+        LMStudioClient(sim.url, lms=None, sdk=False) as other,
+    ):
+        await c.load("google/gemma-3-270m", ttl=600, identifier="g")
+        seen: list[str | None] = []
+
+        async def answer() -> None:
+            async with other.chat_stream("g", "tell me a long story") as stream:
+                async for ev in stream:
+                    if ev.type == "message.delta" and not seen:
+                        models = await c.poll_models()
+                        seen.append(loaded(models or [])["g"].status)
+
+        await asyncio.wait_for(answer(), 60)
+        after = loaded(await c.list_models() or [])
+        assert seen == ["generating"]
+        final = await c.poll_models()
+        assert final is not None and loaded(final)["g"].status == "idle"
+        assert "g" in after
+
+
+async def test_without_the_channel_loads_fall_back_to_rest(rest_sim: Simulator) -> None:
+    async with LMStudioClient(rest_sim.url, lms=None) as c:
+        result = await c.load("google/gemma-3-270m", ttl=600, gpu=0.5)
+        models = await c.poll_models()
+        assert c.sdk is not None
+        assert c.sdk.unavailable == "the server does not offer LM Studio's SDK channel"
+    assert result.via == "rest" and result.not_applied == ("gpu", "ttl")
+    inst = loaded(models or [])["google/gemma-3-270m"]
+    assert inst.ttl_seconds is None and inst.gpu_offload is None
+
+
+async def test_a_wrong_token_on_the_channel_is_one_sentence_without_it(
+    make_sim: SimFactory,
+) -> None:
+    sim = make_sim(token=TOKEN)
+    wrong = "sk-lm-Zq8Xb2Rt:AAAAAAAAAAAAAAAAAAAA"
+    async with LMStudioClient(sim.url, wrong, lms=None) as c:
+        with pytest.raises(AuthError) as info:
+            await c.load("google/gemma-3-270m", ttl=60)
+    said = str(info.value)
+    assert said.startswith(f"LM Studio at {sim.url} refused the API token on its SDK channel: ")
+    assert said.endswith("Check the token in lmgui's settings.")
+    assert "AAAAAAAAAA" not in said and "Zq8Xb2Rt" not in said
+
+
+async def test_a_token_that_is_not_lm_studios_keeps_to_rest(make_sim: SimFactory) -> None:
+    sim = make_sim(token="proxy-token-123456")
+    async with LMStudioClient(sim.url, "proxy-token-123456", lms=None) as c:
+        models = await c.poll_models()
+        assert c.sdk is not None
+        assert c.sdk.unavailable == "the API token is not an LM Studio token (sk-lm-...)"
+    assert models is not None
