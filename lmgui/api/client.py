@@ -149,9 +149,16 @@ class LMStudioClient:
 
     # ------------------------------------------------------------------ models
 
-    async def list_models(self) -> list[Model]:
-        """Every model the server knows, loaded or not, with its loaded instances."""
-        return self._parse_models(await self._get_models())
+    async def list_models(self, *, with_truth: bool = False) -> list[Model]:
+        """Every model the server knows, loaded or not, with its loaded instances.
+
+        ``with_truth``: with what the SDK channel says of each instance merged in, where the
+        server has that channel (asked for at the same time as the list)."""
+        if not with_truth:
+            return self._parse_models(await self._get_models())
+        body, truth = await asyncio.gather(self._get_models(), self._truth())
+        models = self._parse_models(body)
+        return merge_truth(models, truth) if truth else models
 
     async def _get_models(self) -> bytes:
         return await self._transport.send(

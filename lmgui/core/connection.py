@@ -11,25 +11,20 @@ per poll, and the window and the tray show that one reading.
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from lmgui.api.client import LMStudioClient, check_base_url, is_local_url, normalize_base_url
+from lmgui.api.client import LMStudioClient, check_base_url, is_local_url
 from lmgui.api.limits import Deadlines
 from lmgui.api.records import Model
 from lmgui.core.gpu import GpuMemory, NvmlReader
 from lmgui.core.ledger import InstanceLedger
+from lmgui.core.paths import server_slug
 from lmgui.core.poller import Poller
 from lmgui.core.secrets import TokenStore
 
-__all__ = ["ServerConnection", "server_slug"]
-
-
-def server_slug(url: str) -> str:
-    """A file-name-safe name of a server ("127-0-0-1-1234")."""
-    return re.sub(r"[^A-Za-z0-9]+", "-", normalize_base_url(url).split("://", 1)[-1]).strip("-")
+__all__ = ["ServerConnection"]
 
 
 class ServerConnection(QObject):

@@ -15,11 +15,14 @@ import io
 import logging
 import logging.handlers
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import platformdirs
+
+from lmgui.api.urls import normalize_base_url
 
 __all__ = [
     "AppPaths",
@@ -27,6 +30,7 @@ __all__ = [
     "open_private",
     "private_dir",
     "private_file",
+    "server_slug",
 ]
 
 PRIVATE_DIR = 0o700
@@ -34,6 +38,11 @@ PRIVATE_FILE = 0o600
 _POSIX = os.name == "posix"
 
 log = logging.getLogger(__name__)
+
+
+def server_slug(url: str) -> str:
+    """A file-name-safe name of a server ("127-0-0-1-1234"), for the files kept per server."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", normalize_base_url(url).split("://", 1)[-1]).strip("-")
 
 
 def private_dir(path: Path) -> Path:
@@ -91,6 +100,10 @@ class AppPaths:
     def under(cls, root: Path) -> AppPaths:
         """Everything below one folder (tests, portable installs)."""
         return cls(root / "config", root / "data", root / "state", root / "log")
+
+    def ledger(self, server_url: str) -> Path:
+        """Where lmgui keeps what it knows of one server's instances (core/ledger.py)."""
+        return self.state_dir / f"instances-{server_slug(server_url)}.json"
 
     def tighten(self) -> None:
         """Narrow lmgui's existing folders to 0700 and files to 0600 (POSIX); never fails."""
