@@ -29,6 +29,7 @@ from lmgui.core.actions import Actions, LoadRequest
 from lmgui.core.autostart import Autostart
 from lmgui.core.chat_store import AsyncChatStore
 from lmgui.core.connection import ServerConnection
+from lmgui.core.format import busy_unload_question
 from lmgui.core.ledger import InstanceLedger
 from lmgui.core.notices import Notice, NotificationPolicy
 from lmgui.core.notify import Notifier
@@ -136,7 +137,7 @@ class LmguiApp(QObject):
         self.tray.toggle_window.connect(self.toggle_window)
         self.tray.refresh_requested.connect(lambda: self.poller.poke())
         self.tray.menu_opening.connect(self._on_tray_menu_opening)
-        self.tray.unload_requested.connect(self.actions.unload)
+        self.tray.unload_requested.connect(self._on_tray_unload_requested)
         self.tray.chat_requested.connect(self._on_tray_chat_requested)
         self.tray.load_requested.connect(self.quick_load)
         self.tray.pause_toggled.connect(self.set_paused)
@@ -253,6 +254,32 @@ class LmguiApp(QObject):
     def _on_tray_menu_opening(self) -> None:
         if self.poller.running:
             self.poller.poke()
+
+    def _on_tray_unload_requested(self, instance_ids: list[str]) -> QMessageBox | None:
+        """Unload from the tray; an instance answering right now is only unloaded when the user
+        says so (the tray has no dialog of its own, so the question comes up by itself)."""
+        wanted = set(instance_ids)
+        question = busy_unload_question(
+            [i for _, i in self.poller.snapshot.instances if i.id in wanted]
+        )
+        if question is None:
+            self.actions.unload(instance_ids)
+            return None
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Unload while answering?",
+            question,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        )
+        box.setTextFormat(Qt.TextFormat.PlainText)  # instance ids come from the server
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        yes = QMessageBox.StandardButton.Yes
+        box.finished.connect(
+            lambda result: self.actions.unload(instance_ids) if result == yes else None
+        )
+        box.open()
+        return box
 
     def _on_tray_chat_requested(self, instance_id: str) -> None:
         self.window.show_chat()

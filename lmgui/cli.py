@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import functools
 import json
 import logging
@@ -41,15 +42,21 @@ from lmgui.api.events import (
     ReasoningDelta,
     ReasoningEnd,
 )
+from lmgui.api.records import Instance, Model
 from lmgui.core.format import (
     NOT_SAID,
     UNREADABLE,
     UNREADABLE_TIP,
     capabilities,
     field_text,
+    gpu_offload_text,
     human_bytes,
     human_count,
+    human_duration,
+    status_text,
 )
+from lmgui.core.instances import InstanceInfo
+from lmgui.core.ledger import InstanceLedger
 from lmgui.core.messages import (
     loaded_sentence,
     not_applied_sentence,
@@ -256,44 +263,56 @@ class Cli:
         table(rows, self.out)
 
     async def ps(self, c: LMStudioClient) -> None:
-        models = await with_retries(c.list_models)
+        models = await with_retries(functools.partial(c.list_models, with_truth=True))
         loaded = [(m, i) for m in models for i in m.instances]
+        # What lmgui itself enforces (a TTL the server did not take), from the window's ledger.
+        ledger = InstanceLedger(self.paths.ledger(c.base_url)).infos()
+        now = time.time()
         if self.json:
-            emit_json(
-                [
-                    {
-                        "instance_id": i.id,
-                        "model_key": m.key,
-                        "context_length": i.context_length,
-                        "parallel": i.parallel,
-                        "config": i.config,
-                        "estimated_vram_bytes": estimate_loaded(m, i),
-                    }
-                    for m, i in loaded
-                ],
-                self.out,
-            )
+            emit_json([self._ps_record(m, i, ledger.get(i.id), now) for m, i in loaded], self.out)
             return
         if not loaded:
             self.note("No models are loaded.")
             return
-        rows = [["INSTANCE", "MODEL", "CONTEXT", "PARALLEL", "EST. VRAM"]]
+        rows = [
+            [
+                "IDENTIFIER",
+                "MODEL",
+                "STATUS",
+                "SIZE",
+                "CONTEXT",
+                "PARALLEL",
+                "GPU",
+                "TTL",
+                "EST. VRAM",
+            ]
+        ]
         total = 0
         unknown = 0
         for m, i in loaded:
-            est = estimate_loaded(m, i)
+            est = estimate_loaded(m, i, i.gpu_offload)
             if est is None:
                 vram = UNREADABLE  # an estimate from a value lmgui could not read would mislead
                 unknown += 1
             else:
                 total += est
                 vram = human_bytes(est)
+            ttl, source = _ttl(i, ledger.get(i.id), now)
             rows.append(
                 [
                     i.id,
                     m.key,
+                    status_text(i.status, i.queued),
+                    field_text(m, "size_bytes", human_bytes),
                     field_text(i, "context_length", human_count),
                     field_text(i, "parallel", lambda n: NOT_SAID if n is None else str(n)),
+                    gpu_offload_text(i.gpu_offload),
+                    NOT_SAID
+                    if ttl is None
+                    else human_duration(ttl[1])
+                    + " / "
+                    + human_duration(ttl[0])
+                    + (" (lmgui)" if source == "lmgui" else ""),
                     vram,
                 ]
             )
@@ -306,6 +325,31 @@ class Cli:
         self.note(f"{len(loaded)} instance(s), {vram_text}.")
         if any(m.malformed or i.malformed for m, i in loaded):
             self.note(f"? {UNREADABLE_TIP}")
+
+    @staticmethod
+    def _ps_record(m: Model, i: Instance, info: InstanceInfo | None, now: float) -> dict[str, Any]:
+        ttl, source = _ttl(i, info, now)
+        gpu: str | float | None = i.gpu_offload
+        if gpu == 1.0:
+            gpu = "max"
+        elif gpu == 0.0:
+            gpu = "off"
+        return {
+            "id": i.id,
+            "instance_id": i.id,
+            "model_key": m.key,
+            "context_length": i.context_length,
+            "parallel": i.parallel,
+            "gpu_offload": gpu,
+            "ttl_seconds": ttl[0] if ttl else None,
+            "ttl_remaining_seconds": round(ttl[1], 1) if ttl else None,
+            "ttl_source": source,
+            "last_used": _iso(i.last_used),
+            "status": i.status,
+            "queued": i.queued,
+            "config": i.config,
+            "estimated_vram_bytes": estimate_loaded(m, i, i.gpu_offload),
+        }
 
     async def load(self, c: LMStudioClient) -> None:
         a = self.args
@@ -483,6 +527,24 @@ class Cli:
             self.out.write(
                 f"{job.job_id}: {job.status}, {human_bytes(done)} of {human_bytes(total)}\n"
             )
+
+
+def _ttl(
+    inst: Instance, info: InstanceInfo | None, now: float
+) -> tuple[tuple[float, float] | None, str | None]:
+    """((total, left) seconds, "server" or "lmgui"), the server's TTL winning; (None, None)."""
+    left = inst.ttl_left(now)
+    if inst.ttl_seconds is not None and left is not None:
+        return (inst.ttl_seconds, left), "server"
+    if info is not None and info.enforced_by_lmgui and info.ttl_seconds and info.idle_deadline:
+        return (float(info.ttl_seconds), max(0.0, info.idle_deadline - now)), "lmgui"
+    return None, None
+
+
+def _iso(wall: float | None) -> str | None:
+    if wall is None:
+        return None
+    return datetime.datetime.fromtimestamp(wall, datetime.UTC).isoformat(timespec="seconds")
 
 
 def _resolve_token(args: argparse.Namespace, server: str) -> str | None:

@@ -78,8 +78,12 @@ def test_load_ps_unload_cycle(lmgui: object) -> None:
 
     r = cli(lmgui, "ps")
     rows = [line.split() for line in r.out.splitlines()]
-    assert rows[0] == ["INSTANCE", "MODEL", "CONTEXT", "PARALLEL", "EST.", "VRAM"]
-    assert rows[1][:4] == ["qwen/qwen3-4b", "qwen/qwen3-4b", "8k", "4"]
+    assert rows[0] == [
+        "IDENTIFIER", "MODEL", "STATUS", "SIZE", "CONTEXT", "PARALLEL", "GPU", "TTL", "EST.", "VRAM"
+    ]  # fmt: skip
+    # SIZE is two words ("2.5 GB"); no TTL for a load that set none.
+    assert rows[1][:8] == ["qwen/qwen3-4b", "qwen/qwen3-4b", "idle", "2.5", "GB", "8k", "4", "max"]
+    assert rows[1][8] == "-"
     assert rows[2][0] == "qwen/qwen3-4b:2"
     assert "2 instance(s)" in r.err and "estimated" in r.err
     ps = cli(lmgui, "ps", "--json").json()

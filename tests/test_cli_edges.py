@@ -296,12 +296,52 @@ def test_one_bad_field_does_not_hide_a_loaded_instance(
     code, out, err = run(tmp_path, "ps", "--server", srv.url)
     assert code == 0, err
     rows = [line.split() for line in out.splitlines()]
-    assert rows[0] == ["INSTANCE", "MODEL", "CONTEXT", "PARALLEL", "EST.", "VRAM"]
-    assert rows[1] == ["a/b", "a/b", "4k", "-", "?"]
-    assert rows[2] == ["c/d", "c/d", "?", "-", "?"]
+    assert rows[0][:3] == ["IDENTIFIER", "MODEL", "STATUS"]
+    # No SDK channel here: status, GPU and TTL are not known ("-"); unreadable values are "?".
+    assert rows[1] == ["a/b", "a/b", "-", "?", "4k", "-", "-", "-", "?"]
+    assert rows[2] == ["c/d", "c/d", "-", "2.0", "GB", "?", "-", "-", "-", "?"]
     assert "2 instance(s), VRAM cannot be estimated." in err
     assert "-8192" not in out + err and "-8.2" not in out + err
     code, out, _ = run(tmp_path, "ls", "--server", srv.url)
     assert code == 0
     a_b = next(line.split() for line in out.splitlines() if line.startswith("a/b"))
     assert a_b[5:7] == ["?", "?"]  # SIZE, MAX CTX
+
+
+def test_a_load_with_gpu_ttl_and_identifier_shows_in_ps_as_the_server_keeps_it(
+    make_sim: SimFactory, tmp_path: Path
+) -> None:
+    """The issue's test of done, from the command line: a server with a token, no lms."""
+    token = "sk-lm-Zq8Xb2Rt:Vw9Lp4Km7Nh3Jd6FAbCd"
+    sim = make_sim(token=token)
+    base = ("--server", sim.url, "--token", token)
+    code, out, err = run(
+        tmp_path,
+        "load",
+        "qwen/qwen3-4b",
+        "--gpu",
+        "0.5",
+        "--ttl",
+        "300",
+        "--identifier",
+        "my-qwen",
+        *base,
+    )
+    assert code == 0, err
+    assert out.startswith("Loaded qwen/qwen3-4b as my-qwen in ") and "Warning" not in err
+    code, out, err = run(tmp_path, "ps", "--json", *base)
+    assert code == 0, err
+    [inst] = json.loads(out)
+    assert (inst["id"], inst["gpu_offload"], inst["ttl_seconds"], inst["ttl_source"]) == (
+        "my-qwen",
+        0.5,
+        300,
+        "server",
+    )
+    assert 0 < inst["ttl_remaining_seconds"] <= 300 and inst["status"] == "idle"
+    assert inst["last_used"].endswith("+00:00")
+    code, out, _ = run(tmp_path, "ps", *base)
+    row = out.splitlines()[1].split()
+    assert row[:3] == ["my-qwen", "qwen/qwen3-4b", "idle"] and "50" in row and "%" in row
+    code, out, err = run(tmp_path, "unload", "my-qwen", *base)
+    assert (code, out) == (0, "Unloaded my-qwen.\n"), err

@@ -37,6 +37,8 @@ __all__ = ["InstanceTruth", "SdkChannel", "is_lmstudio_token", "merge_truth"]
 
 _TOKEN = re.compile(r"^sk-lm-[A-Za-z0-9]{8}:[A-Za-z0-9]{20}$")
 GREETING = "/lmstudio-greeting"
+GREETING_LIMIT = 4096
+"""The greeting is ``{"lmstudio": true}``: anything longer is not LM Studio's."""
 _NAMESPACES = ("llm", "embedding")
 _OFFLOAD_KEYS = (
     "llm.load.llama.acceleration.offloadRatio",
@@ -172,7 +174,11 @@ class SdkChannel:
     async def _open(self) -> None:
         try:
             body = await self._transport.send(
-                "GET", GREETING, what="the SDK greeting", deadline=self._connect_seconds
+                "GET",
+                GREETING,
+                what="the SDK greeting",
+                deadline=self._connect_seconds,
+                limit=GREETING_LIMIT,
             )
             greeting = msgspec.json.decode(body)
         except (ApiError, msgspec.DecodeError):

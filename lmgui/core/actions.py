@@ -209,7 +209,10 @@ class Actions(QObject):
         conn = self._connection()
         if not conn.poller.status.state.online:
             return  # the countdown is not a reason to fire requests at an offline server
-        expired = [iid for iid in conn.ledger.expired() if iid not in self.unloading]
+        # The last poll's records: what the server says of each instance (its own TTL, busy,
+        # last use) spares it from lmgui's TTL.
+        polled = (i for _, i in conn.poller.snapshot.instances)
+        expired = [iid for iid in conn.ledger.expired(polled) if iid not in self.unloading]
         if expired:
             for iid in expired:
                 self.ttl_expired.emit(iid)

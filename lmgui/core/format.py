@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lmgui.api.records import Instance, Model
@@ -11,11 +13,18 @@ __all__ = [
     "NOT_SAID",
     "UNREADABLE",
     "UNREADABLE_TIP",
+    "activity_phrase",
+    "busy_unload_question",
     "capabilities",
     "field_text",
+    "gpu_offload_text",
     "human_bytes",
     "human_count",
     "human_duration",
+    "local_time",
+    "status_text",
+    "status_words",
+    "waiting_requests",
 ]
 
 NOT_SAID = "-"
@@ -87,3 +96,103 @@ def human_duration(seconds: float) -> str:
         return f"{s // 60}:{s % 60:02d}"
     h, rest = divmod(s, 3600)
     return f"{h} h {rest // 60} min" if rest >= 60 else f"{h} h"
+
+
+def gpu_offload_text(fraction: float | None) -> str:
+    """A GPU offload ratio: "max" (1), "off" (0), else a percentage ("50 %"); "-" unknown.
+
+    A value strictly between the ends never rounds to "0 %" or "100 %", so "off" and "max" are
+    only ever said of exactly none and all of the model on the GPU."""
+    if fraction is None:
+        return NOT_SAID
+    if not 0.0 <= fraction <= 1.0:  # NaN fails every comparison
+        return UNREADABLE
+    if fraction == 1.0:
+        return "max"
+    if fraction == 0.0:
+        return "off"
+    return f"{min(99, max(1, round(fraction * 100)))} %"
+
+
+_STATUS_WORDS = {
+    "idle": "idle",
+    "processingPrompt": "reading prompt",
+    "generating": "generating",
+    "computingEmbedding": "embedding",
+}
+
+
+def status_words(status: str | None) -> str | None:
+    """LM Studio's processing state in words ("generating", "reading prompt"); a state this
+    lmgui does not know is shown as the server wrote it (plain text), None when not said."""
+    if status is None:
+        return None
+    return _STATUS_WORDS.get(status, status)
+
+
+_ACTIVE = frozenset({"processingPrompt", "generating", "computingEmbedding"})
+
+
+def waiting_requests(status: str | None, queued: int | None) -> int:
+    """Requests waiting behind the one in progress. LM Studio's ``queued`` counts the request
+    it is working on too (lmstudio-js: "Number of requests that are currently in the queue
+    (Including the current one)"), so one chat in flight is "generating", not "+1 queued"."""
+    if not isinstance(queued, int) or queued <= 0:
+        return 0
+    return queued - 1 if status in _ACTIVE else queued
+
+
+def status_text(status: str | None, queued: int | None) -> str:
+    """An instance's activity for a cell: "generating (+2 queued)", "idle", "-" when unknown.
+    The count is of the requests waiting behind the one in progress."""
+    words = status_words(status)
+    waiting = waiting_requests(status, queued)
+    if words is None:
+        return f"{waiting} queued" if waiting else NOT_SAID
+    return f"{words} (+{waiting} queued)" if waiting else words
+
+
+_ACTIVITY = {
+    "generating": "is generating an answer",
+    "processingPrompt": "is reading a prompt",
+    "computingEmbedding": "is computing embeddings",
+}
+
+
+def activity_phrase(inst: Instance) -> str | None:
+    """What a busy instance is doing, as the rest of a sentence after its id ("is generating an
+    answer"); None when it is not busy."""
+    if not inst.busy:
+        return None
+    waiting = waiting_requests(inst.status, inst.queued)
+    doing = _ACTIVITY.get(inst.status or "")
+    if doing is None:  # busy only because requests wait for it
+        if not waiting:
+            return "is busy"
+        return f"has {waiting} request{'s' if waiting != 1 else ''} waiting"
+    return doing + (f" ({waiting} more waiting)" if waiting else "")
+
+
+def busy_unload_question(instances: Sequence[Instance]) -> str | None:
+    """The question to ask before unloading instances that are answering right now:
+    "qwen-1 is generating an answer; unload it anyway?"; None when none of them is busy."""
+    said = [f"{i.id} {phrase}" for i in instances if (phrase := activity_phrase(i)) is not None]
+    if not said:
+        return None
+    them = "it" if len(said) == 1 else "them"
+    listed = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+    return f"{listed}; unload {them} anyway?"
+
+
+def local_time(wall: float, now: float | None = None) -> str:
+    """A wall-clock time (time.time()) in the local zone: "14:05:12" today, else with the date."""
+    if not math.isfinite(wall):
+        return UNREADABLE
+    try:
+        when = time.localtime(wall)
+    except (OverflowError, OSError, ValueError):  # a year the platform cannot represent
+        return UNREADABLE
+    today = time.localtime(time.time() if now is None else now)
+    if when[:3] == today[:3]:
+        return time.strftime("%H:%M:%S", when)
+    return time.strftime("%Y-%m-%d %H:%M", when)

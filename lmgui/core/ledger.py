@@ -4,6 +4,10 @@ When lmgui loaded an instance it remembers the GPU offload (for the VRAM estimat
 When the server did not take the TTL, lmgui enforces it: an idle timer, reset by lmgui's own
 requests to the instance, that unloads it at expiry. The ledger is kept in a JSON file per
 server, so countdowns survive a restart of lmgui.
+
+A server with LM Studio's SDK channel says more of each instance (its own TTL, its last use by
+any client, whether it is answering): lmgui then never unloads one the server keeps a TTL for,
+one that is busy, or one used since lmgui last looked.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lmgui.api.records import Instance
 from lmgui.core.instances import InstanceInfo
 from lmgui.core.paths import private_dir
 from lmgui.core.snapshot import Snapshot
@@ -52,6 +57,9 @@ class InstanceLedger:
         self._report = report
         self._said = False
         self.entries: dict[str, LedgerEntry] = self._read()
+        self._server_used: dict[str, float] = {}
+        """Per instance, the last use the server reported when lmgui last looked (not saved:
+        after a restart the ledger's own ``last_used`` is the reference)."""
 
     def _read(self) -> dict[str, LedgerEntry]:
         if self.path is None:
@@ -106,14 +114,45 @@ class InstanceLedger:
             self._save()
 
     def forget(self, instance_id: str) -> None:
+        self._server_used.pop(instance_id, None)
         if self.entries.pop(instance_id, None) is not None:
             self._save()
+
+    def note_server_uses(self, polled: Iterable[Instance]) -> bool:
+        """Count a use the server reports (any client's, through the SDK channel's last-use
+        time) as a use: the idle timer starts again. True if any entry changed.
+
+        The first time lmgui sees an instance's last use, one later than the ledger's counts
+        (a use while lmgui was not running). After that, any change of it counts, at the time
+        lmgui saw it: the server's clock may not be this machine's, and a use reported late by
+        a skewed clock must still reset the timer, never shorten it."""
+        now = self._wall()
+        touched = False
+        for inst in polled:
+            entry = self.entries.get(inst.id)
+            used = inst.last_used
+            if entry is None or used is None:
+                continue
+            seen = self._server_used.get(inst.id)
+            self._server_used[inst.id] = used
+            if seen is None:
+                when = min(used, now) if used > entry.last_used else None
+            else:
+                when = now if used != seen else None
+            if when is not None and when > entry.last_used:
+                self.entries[inst.id] = replace(entry, last_used=when)
+                touched = True
+        if touched:
+            self._save()
+        return touched
 
     def sync(self, snapshot: Snapshot, taken_at: float | None = None) -> bool:
         """Drop entries whose instance is gone or is now a different load; True if any went.
 
         ``taken_at`` (wall time the list was asked for): an entry recorded or used after it is
         kept, since a list fetched before a load finished cannot show that load yet."""
+        # Uses first, so the countdowns shown from this poll already count them.
+        self.note_server_uses(i for _, i in snapshot.instances)
         live: dict[str, Any] = {i.id: (m.key, i.context_length) for m, i in snapshot.instances}
         stale = [
             iid
@@ -127,17 +166,28 @@ class InstanceLedger:
         ]
         for iid in stale:
             del self.entries[iid]
+            self._server_used.pop(iid, None)
         if stale:
             self._save()
         return bool(stale)
 
-    def expired(self) -> list[str]:
-        """Instances whose lmgui-enforced TTL has run out."""
+    def expired(self, polled: Iterable[Instance] = ()) -> list[str]:
+        """Instances whose lmgui-enforced TTL has run out.
+
+        ``polled``: the instances as the server last listed them. lmgui's TTL is only for a
+        server that keeps none: never one the server holds a TTL for (``ttl_seconds``), never
+        one answering right now (``busy``), and a use the server reports resets the timer."""
+        records = list(polled)
+        self.note_server_uses(records)
+        spared = {i.id for i in records if i.ttl_seconds is not None or i.busy}
         now = self._wall()
         return [
             iid
             for iid, e in self.entries.items()
-            if e.enforced and e.ttl_seconds is not None and now - e.last_used >= e.ttl_seconds
+            if e.enforced
+            and e.ttl_seconds is not None
+            and now - e.last_used >= e.ttl_seconds
+            and iid not in spared
         ]
 
     def infos(self) -> dict[str, InstanceInfo]:

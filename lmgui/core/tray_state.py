@@ -10,7 +10,14 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from lmgui.core.format import UNREADABLE, human_bytes
+from lmgui.core.format import (
+    UNREADABLE,
+    human_bytes,
+    human_count,
+    human_duration,
+    status_text,
+    status_words,
+)
 from lmgui.core.gpu import GpuMemory
 from lmgui.core.instances import InstanceInfo
 from lmgui.core.messages import state_text
@@ -18,7 +25,15 @@ from lmgui.core.snapshot import Snapshot
 from lmgui.core.status import ConnectionState, PollStatus
 from lmgui.core.vram import estimate_loaded
 
-__all__ = ["TrayInstance", "TrayState", "build_tray_state", "icon_name", "quick_loads", "tooltip"]
+__all__ = [
+    "TrayInstance",
+    "TrayState",
+    "activity_summary",
+    "build_tray_state",
+    "icon_name",
+    "quick_loads",
+    "tooltip",
+]
 
 
 @dataclass(frozen=True)
@@ -29,6 +44,29 @@ class TrayInstance:
     vram_bytes: int | None
     """Estimated; None when the server sent a size or context lmgui could not read."""
     ttl_left: float | None = None
+    """Idle time left: the server's own countdown where it reports one, else lmgui's."""
+    status: str | None = None
+    """The server's processing state ("generating", "processingPrompt"...), where reported."""
+    queued: int | None = None
+    busy: bool = False
+    """Answering right now (or requests wait for it): the app asks before unloading it."""
+
+    @property
+    def activity(self) -> str | None:
+        """What it is doing, for its menu line, only while busy: "generating (+1 queued)"."""
+        return status_text(self.status, self.queued) if self.busy else None
+
+    @property
+    def label(self) -> str:
+        """Its menu line: "qwen-1  (8k ctx, 3.3 GB) ● generating, unloads in 4:40". The dot
+        makes an instance that is answering stand out in a list of idle ones."""
+        vram = UNREADABLE if self.vram_bytes is None else human_bytes(self.vram_bytes)
+        text = f"{self.instance_id}  ({human_count(self.context_length)} ctx, {vram})"
+        if self.activity is not None:
+            text += f" ● {self.activity}"
+        if self.ttl_left is not None:
+            text += f", unloads in {human_duration(self.ttl_left)}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -89,14 +127,26 @@ def build_tray_state(
     instances = []
     for model, inst in snapshot.instances:
         info = infos.get(inst.id)
-        deadline = info.idle_deadline if info else None
+        # The server's countdown wins: it is the one that unloads. lmgui's is a fallback.
+        ttl_left = inst.ttl_left(now) if inst.ttl_seconds is not None else None
+        if ttl_left is None and info is not None and info.idle_deadline:
+            ttl_left = max(0.0, info.idle_deadline - now)
+        # The offload the server reports (whoever loaded it), else the one lmgui loaded it with.
+        gpu = inst.gpu_offload
+        if gpu is None and info is not None:
+            gpu = info.gpu_fraction
+        if gpu is not None and not 0.0 <= gpu <= 1.0:  # unreadable: estimated as full offload
+            gpu = None
         instances.append(
             TrayInstance(
                 inst.id,
                 model.key,
                 inst.context_length,
-                estimate_loaded(model, inst, info.gpu_fraction if info else None),
-                max(0.0, deadline - now) if deadline else None,
+                estimate_loaded(model, inst, gpu),
+                ttl_left,
+                status=inst.status,
+                queued=inst.queued,
+                busy=inst.busy,
             )
         )
     names = {m.key: m.display_name for m in snapshot.models}
@@ -113,6 +163,21 @@ def build_tray_state(
         quick_loads=quick_loads(names, favourites, recent),
         status=status,
     )
+
+
+def activity_summary(instances: Iterable[TrayInstance]) -> str:
+    """How many instances are answering, by what they do: "2 generating, 1 reading prompt";
+    "" when none is."""
+    counts: dict[str, int] = {}
+    for inst in instances:
+        if inst.busy:
+            words = status_words(inst.status) or "busy"
+            if words == "idle":  # idle with requests waiting: they are about to run
+                words = "busy"
+            counts[words] = counts.get(words, 0) + 1
+    order = ("generating", "reading prompt", "embedding")
+    ranked = sorted(counts, key=lambda w: (order.index(w) if w in order else len(order), w))
+    return ", ".join(f"{counts[w]} {w}" for w in ranked)
 
 
 def icon_name(state: TrayState) -> str:
@@ -132,8 +197,11 @@ def tooltip(state: TrayState) -> str:
         if state.connection is ConnectionState.SLOW:
             lines.append("Slow: the server is taking long to answer")
         n = len(state.instances)
+        busy = activity_summary(state.instances)
         lines.append(
-            f"{n} instance{'s' if n != 1 else ''} loaded" + (", loading…" if state.loading else "")
+            f"{n} instance{'s' if n != 1 else ''} loaded"
+            + (f", {busy}" if busy else "")
+            + (", loading…" if state.loading else "")
         )
         lines.append(f"VRAM in use: about {state.vram_text} (estimated)")
         for g in state.gpus or ():

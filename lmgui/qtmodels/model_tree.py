@@ -39,9 +39,11 @@ from lmgui.core.format import (
     UNREADABLE_TIP,
     capabilities,
     field_text,
+    gpu_offload_text,
     human_bytes,
     human_count,
     human_duration,
+    status_text,
 )
 from lmgui.core.instances import InstanceInfo
 from lmgui.core.messages import quantization_label
@@ -68,6 +70,10 @@ class Column(IntEnum):
     KV_GPU = 11
     VRAM = 12
     TTL = 13
+    # Added after TTL, not beside the columns they relate to: a header layout saved by an
+    # earlier lmgui keeps its meaning (sections are restored by number).
+    GPU = 14
+    STATUS = 15
 
 
 HEADERS = {
@@ -85,12 +91,17 @@ HEADERS = {
     Column.KV_GPU: "KV on GPU",
     Column.VRAM: "Est. VRAM",
     Column.TTL: "TTL",
+    Column.GPU: "GPU",
+    Column.STATUS: "Status",
 }
 TOOLTIPS = {
     Column.NAME: "Model name (key in the tooltip) or instance id as the server gives it",
     Column.CONTEXT: "Maximum context of the model; the loaded context of an instance",
     Column.VRAM: "Estimated VRAM (weights by GPU offload plus KV cache); see docs/vram.md",
-    Column.TTL: "Idle time left before the instance unloads, where known",
+    Column.TTL: "Idle time left before the instance unloads, where known: the server's own "
+    'countdown, or lmgui\'s, marked "(lmgui)", where lmgui enforces the TTL',
+    Column.GPU: "GPU offload of the instance: as the server reports it, else as lmgui loaded it",
+    Column.STATUS: "What the instance is doing, as the server reports it",
 }
 
 
@@ -112,10 +123,27 @@ class Role(IntEnum):
 
 
 MARK_SECONDS = 8.0
-_NUMERIC = {Column.PARAMS, Column.SIZE, Column.CONTEXT, Column.PARALLEL, Column.VRAM, Column.TTL}
+_NUMERIC = {
+    Column.PARAMS,
+    Column.SIZE,
+    Column.CONTEXT,
+    Column.PARALLEL,
+    Column.VRAM,
+    Column.TTL,
+    Column.GPU,
+}
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 _GREY = QBrush(QColor(140, 140, 140))
 _NEW = QBrush(QColor(255, 243, 176))
+# An instance answering right now stands out in its Status cell: bold, and coloured. Mid tones,
+# so they read on light and dark palettes alike.
+_ACTIVE = {
+    "generating": QBrush(QColor(30, 150, 70)),
+    "processingPrompt": QBrush(QColor(200, 125, 0)),
+    "computingEmbedding": QBrush(QColor(40, 120, 200)),
+}
+_STATUS_RANK = {"generating": 4, "processingPrompt": 3, "computingEmbedding": 2, "idle": 1}
+"""Sorting by Status puts the busiest first (descending) and the unknown last."""
 
 Cells = list[dict[int, Any]]
 """Per column, the roles to show and their values."""
@@ -177,8 +205,14 @@ class ModelTreeModel(QStandardItemModel):
     dimmed_changed = Signal(bool)
 
     def __init__(
-        self, parent: QObject | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        parent: QObject | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
+        """``clock`` times the marks; ``wall`` (time.time()'s scale, as the server's last use
+        and the ledger's deadlines are) the TTL countdowns."""
         super().__init__(0, len(Column), parent)
         for col in Column:
             self.setHeaderData(col, Qt.Orientation.Horizontal, HEADERS[col])
@@ -190,7 +224,7 @@ class ModelTreeModel(QStandardItemModel):
         self._pending: set[str] = set()
         self._info: dict[str, InstanceInfo] = {}
         self._clock = clock
-        self._wall = time.time
+        self._wall = wall
         self._tick = QTimer(self)
         self._tick.setInterval(1000)
         self._tick.timeout.connect(self._on_tick)
@@ -254,12 +288,9 @@ class ModelTreeModel(QStandardItemModel):
     def _instance_cells(self, node: _Node, row: _InstanceRow) -> Cells:
         inst = row.instance
         info = self._info.get(inst.id)
-        ttl_left = self._ttl_left(info)
-        ttl_text = ""
-        if ttl_left is not None:
-            ttl_text = human_duration(ttl_left) + (
-                " (lmgui)" if info and info.enforced_by_lmgui else ""
-            )
+        ttl_left, ttl_text, ttl_tip = self._ttl(inst, info)
+        gpu = _gpu_fraction(inst, info)
+        readable_gpu = gpu if gpu is not None and 0.0 <= gpu <= 1.0 else None  # NaN: None
         if row.mark:
             state = _mark_text(row.mark)
         else:
@@ -273,6 +304,8 @@ class ModelTreeModel(QStandardItemModel):
             Column.KV_GPU: field_text(inst, "offload_kv_cache_to_gpu", _yes_no),
             Column.VRAM: "" if row.ghost else _instance_vram(node.model, inst, row.vram),
             Column.TTL: ttl_text,
+            Column.GPU: gpu_offload_text(gpu),
+            Column.STATUS: status_text(inst.status, inst.queued),
         }
         sort = {
             Column.NAME: inst.id.casefold(),
@@ -280,13 +313,24 @@ class ModelTreeModel(QStandardItemModel):
             Column.PARALLEL: inst.parallel or 0,
             Column.VRAM: row.vram,
             Column.TTL: ttl_left if ttl_left is not None else float("inf"),
+            Column.GPU: readable_gpu if readable_gpu is not None else -1.0,
+            Column.STATUS: _STATUS_RANK.get(inst.status or "", 0) * 1_000_000
+            + min(max(inst.queued or 0, 0), 999_999),
         }
-        fraction = info.gpu_fraction if info and info.gpu_fraction is not None else 1.0
+        fraction = readable_gpu if readable_gpu is not None else 1.0
         tips = {
             Column.NAME: f"instance id: {inst.id}\nmodel: {node.model.key}"
             + (_unreadable_note(inst.malformed) if inst.malformed else ""),
             Column.VRAM: f"Estimated for GPU offload {fraction:.0%} (docs/vram.md)",
         }
+        if ttl_tip:
+            tips[Column.TTL] = ttl_tip
+        if readable_gpu is not None:
+            tips[Column.GPU] = (
+                "GPU offload as the server reports it"
+                if inst.gpu_offload is not None
+                else "GPU offload lmgui loaded it with"
+            )
         _tip_unreadable(tips, text)
         if row.mark:
             tips[Column.STATE] = _mark_text(row.mark)
@@ -294,15 +338,23 @@ class ModelTreeModel(QStandardItemModel):
         if row.ghost:
             font = QFont()
             font.setStrikeOut(True)
+        active = None if row.ghost else _ACTIVE.get(inst.status or "")
+        status_font = font
+        if active is not None or (inst.busy and not row.ghost):
+            status_font = QFont()
+            status_font.setBold(True)
         cells: Cells = []
         for col in Column:
+            status = col == Column.STATUS
             roles: dict[int, Any] = {
                 Qt.ItemDataRole.DisplayRole: text.get(col, ""),
                 Role.SORT: sort.get(col, text.get(col, "")),
                 Qt.ItemDataRole.ToolTipRole: tips.get(col),
-                Qt.ItemDataRole.ForegroundRole: _GREY if row.ghost else None,
+                Qt.ItemDataRole.ForegroundRole: _GREY
+                if row.ghost
+                else (active if status else None),
                 Qt.ItemDataRole.BackgroundRole: _NEW if row.mark == "appeared" else None,
-                Qt.ItemDataRole.FontRole: font,
+                Qt.ItemDataRole.FontRole: status_font if status else font,
             }
             if col == Column.NAME:
                 roles.update(
@@ -318,10 +370,39 @@ class ModelTreeModel(QStandardItemModel):
             cells.append(roles)
         return cells
 
-    def _ttl_left(self, info: InstanceInfo | None) -> float | None:
+    def _ttl(
+        self, inst: Instance, info: InstanceInfo | None
+    ) -> tuple[float | None, str, str | None]:
+        """(seconds left, cell text, tooltip) of the idle countdown. The server's own, where it
+        reports one, wins: it is the one that unloads. Else lmgui's, from the ledger, marked
+        "(lmgui)" only where lmgui itself unloads at the deadline."""
+        now = self._wall()
+        server = inst.ttl_left(now)
+        if server is not None and inst.ttl_seconds is not None:
+            return (
+                server,
+                human_duration(server),
+                f"The server unloads it after {human_duration(inst.ttl_seconds)} idle "
+                "(its TTL); this is the time left.",
+            )
         if info is None or info.idle_deadline is None:
-            return None
-        return max(0.0, info.idle_deadline - self._wall())
+            return None, "", None
+        left = max(0.0, info.idle_deadline - now)
+        if info.enforced_by_lmgui:
+            return (
+                left,
+                human_duration(left) + " (lmgui)",
+                "The server did not take this TTL: lmgui unloads it when idle this long.",
+            )
+        return left, human_duration(left), None
+
+    def _counts_down(self, row: _InstanceRow) -> bool:
+        """Whether the row's TTL cell changes with time alone (so the 1 s tick rewrites it)."""
+        inst = row.instance
+        if inst.ttl_seconds is not None and inst.last_used is not None:
+            return True
+        info = self._info.get(inst.id)
+        return info is not None and info.idle_deadline is not None
 
     def _refresh_model_row(self, node: _Node) -> None:
         _write(node.items, self._model_cells(node))
@@ -416,8 +497,9 @@ class ModelTreeModel(QStandardItemModel):
         self._refresh_model_row(node)
 
     def _estimate(self, model: Model, inst: Instance) -> int:
-        info = self._info.get(inst.id)
-        fraction = info.gpu_fraction if info and info.gpu_fraction is not None else 1.0
+        fraction = _gpu_fraction(inst, self._info.get(inst.id))
+        if fraction is None or not 0.0 <= fraction <= 1.0:  # unknown (or "?"): full offload
+            fraction = 1.0
         # None (unreadable size or context) shows as "?" through the row's malformed fields.
         return estimate_loaded(model, inst, fraction) or 0
 
@@ -468,8 +550,10 @@ class ModelTreeModel(QStandardItemModel):
     # ------------------------------------------------------------------ marks and countdowns
 
     def _arm_tick(self) -> None:
-        needed = any(r.mark for n in self._nodes.values() for r in n.instances.values()) or any(
-            i.idle_deadline is not None for i in self._info.values()
+        needed = any(
+            r.mark or self._counts_down(r)
+            for n in self._nodes.values()
+            for r in n.instances.values()
         )
         if needed and not self._tick.isActive():
             self._tick.start()
@@ -477,11 +561,13 @@ class ModelTreeModel(QStandardItemModel):
             self._tick.stop()
 
     def _on_tick(self) -> None:
+        """Once a second between polls: marks expire and countdowns (the server's, computed
+        from its last use, and lmgui's) move on. Only a cell whose text changed is written."""
         self.expire_marks()
         for node in self._nodes.values():
-            for iid in node.instances.keys() & self._info.keys():
-                if self._info[iid].idle_deadline is not None:
-                    self._refresh_instance_row(node, node.instances[iid])
+            for row in node.instances.values():
+                if self._counts_down(row):
+                    self._refresh_instance_row(node, row)
         self._arm_tick()
 
     def expire_marks(self) -> None:
@@ -518,6 +604,14 @@ class ModelTreeModel(QStandardItemModel):
     def total_vram(self) -> int:
         """Estimated VRAM of every live instance."""
         return sum(r.vram for n in self._nodes.values() for r in n.live())
+
+
+def _gpu_fraction(inst: Instance, info: InstanceInfo | None) -> float | None:
+    """The instance's GPU offload: as the server reports it (it knows, whoever loaded it), else
+    as lmgui loaded it (the ledger), else unknown."""
+    if inst.gpu_offload is not None:
+        return inst.gpu_offload
+    return info.gpu_fraction if info is not None else None
 
 
 def _always(kind: str, instance_id: str, model_key: str) -> bool:
@@ -563,7 +657,14 @@ def _unreadable_note(fields: tuple[str, ...]) -> str:
     return f"\nunreadable from the server (shown as {UNREADABLE}): " + ", ".join(fields)
 
 
-_FIELD_COLUMNS = (Column.SIZE, Column.CONTEXT, Column.PARALLEL, Column.FLASH, Column.KV_GPU)
+_FIELD_COLUMNS = (
+    Column.SIZE,
+    Column.CONTEXT,
+    Column.PARALLEL,
+    Column.FLASH,
+    Column.KV_GPU,
+    Column.GPU,
+)
 """Columns that show one field of a record, so may show "?" (as may VRAM). Never a name column:
 a server may well call a model "?"."""
 

@@ -164,9 +164,14 @@ class DialogWiring(QObject):
         return self.unload(everything, UnloadScope.EVERYTHING)
 
     def unload(self, instances: list[Instance], scope: UnloadScope) -> UnloadDialog | None:
-        """Unload ``instances``: at once when the user said not to ask, else through a dialog."""
+        """Unload ``instances``: at once when the user said not to ask, else through a dialog.
+
+        One answering right now (the server says it is generating, reading a prompt or has
+        requests waiting) is always asked about, even with confirmation turned off: unloading
+        it cuts an answer off, maybe another client's."""
         chosen = {i.id for i in instances}
-        if not self.settings.confirm_unload:
+        busy = any(i.busy for i in instances)
+        if not self.settings.confirm_unload and not busy:
             self.actions.unload(sorted(chosen))
             return None
         if scope is UnloadScope.SELECTED:
@@ -175,7 +180,13 @@ class DialogWiring(QObject):
             offered = [i for m in self.tree.models() if m.key in model_keys for i in m.instances]
         else:
             offered = instances
-        dialog = UnloadDialog(offered, preselected=chosen, title=scope.title, parent=self._window)
+        dialog = UnloadDialog(
+            offered,
+            preselected=chosen,
+            title=scope.title,
+            offer_dont_ask=self.settings.confirm_unload,
+            parent=self._window,
+        )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.unload_requested.connect(self._on_dialog_unload_requested)
         dialog.show()

@@ -28,7 +28,18 @@ from PySide6.QtWidgets import (
 
 from lmgui.api.records import Instance, Model
 from lmgui.core.actions import Actions
-from lmgui.core.format import UNREADABLE_TIP, capabilities, field_text, human_bytes, human_count
+from lmgui.core.format import (
+    UNREADABLE_TIP,
+    capabilities,
+    field_text,
+    gpu_offload_text,
+    human_bytes,
+    human_count,
+    human_duration,
+    local_time,
+    status_words,
+    waiting_requests,
+)
 from lmgui.core.gpu import GpuMemory
 from lmgui.core.instances import InstanceInfo
 from lmgui.core.messages import quantization_label, state_text
@@ -388,7 +399,9 @@ class MainWindow(QMainWindow):
             lines += ["", f"loaded instances: {len(rec.instances)}"]
             lines += [f"  {i.id}" for i in rec.instances]
         elif isinstance(rec, Instance) and isinstance(model, Model):
-            lines += [f"instance: {rec.id}", f"model: {model.key}", "", "config:"]
+            lines += [f"instance: {rec.id}", f"model: {model.key}"]
+            lines += _server_facts(rec, time.time())
+            lines += ["", "config:"]
             lines += [f"  {k}: {v}" for k, v in sorted(rec.config.items())]
         self.details.setPlainText("\n".join(lines))
 
@@ -502,3 +515,30 @@ class MainWindow(QMainWindow):
     def hideEvent(self, event: QHideEvent) -> None:
         super().hideEvent(event)
         self.visibility_changed.emit(False)
+
+
+def _server_facts(inst: Instance, now: float) -> list[str]:
+    """What only LM Studio's SDK channel reports of an instance, for the details pane: a line
+    for each fact the server gave (none for a server without that channel)."""
+    lines: list[str] = []
+    if inst.gpu_offload is not None:
+        lines.append(f"GPU offload: {gpu_offload_text(inst.gpu_offload)}")
+    if inst.ttl_seconds is not None:
+        left = inst.ttl_left(now)
+        lines.append(
+            f"server TTL: {human_duration(inst.ttl_seconds)}"
+            + (f" (unloads in {human_duration(left)} if idle)" if left is not None else "")
+        )
+    if inst.last_used is not None:
+        lines.append(f"last used: {local_time(inst.last_used, now)}")
+    words = status_words(inst.status)
+    if words is not None:
+        lines.append(f"status: {words}")
+    if inst.queued is not None:
+        # LM Studio counts the request in progress among the queued ones.
+        waiting = waiting_requests(inst.status, inst.queued)
+        lines.append(
+            f"queued requests: {inst.queued}"
+            + (f" (the one in progress and {waiting} waiting)" if waiting != inst.queued else "")
+        )
+    return lines

@@ -13,10 +13,15 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from lmgui.core.format import UNREADABLE, human_bytes, human_count, human_duration
 from lmgui.core.messages import state_text
 from lmgui.core.status import ConnectionState
-from lmgui.core.tray_state import TrayInstance, TrayState, icon_name, tooltip
+from lmgui.core.tray_state import (
+    TrayInstance,
+    TrayState,
+    activity_summary,
+    icon_name,
+    tooltip,
+)
 from lmgui.ui.icons import state_icon
 
 __all__ = ["TrayController", "TrayInstance", "TrayState", "icon_name", "tooltip"]
@@ -130,9 +135,11 @@ class TrayController(QObject):
             sub.deleteLater()
         self._submenus.clear()
         online = state.connection.online
+        busy = activity_summary(state.instances)
         self._act(
             menu,
             f"{len(state.instances)} loaded · about {state.vram_text} VRAM"
+            + (f" · {busy}" if busy else "")
             + (" · server slow" if state.connection is ConnectionState.SLOW else "")
             if online
             else f"Server: {state_text(state.status or state.connection)}",
@@ -140,12 +147,9 @@ class TrayController(QObject):
             enabled=False,
         )
         for inst in state.instances:
-            ctx = human_count(inst.context_length)
-            vram = UNREADABLE if inst.vram_bytes is None else human_bytes(inst.vram_bytes)
-            label = f"{inst.instance_id}  ({ctx} ctx, {vram})"
-            if inst.ttl_left is not None:
-                label += f", unloads in {human_duration(inst.ttl_left)}"
-            sub = self._submenu(label)
+            # The line itself (TrayInstance.label) says what a busy instance is doing. Its Unload
+            # emits the intent as any other: the app, which knows it is busy, asks first.
+            sub = self._submenu(inst.label)
             self._act(sub, "Unload", ("unload", (inst.instance_id,)))
             self._act(sub, "Chat", ("chat", inst.instance_id))
         if state.instances:

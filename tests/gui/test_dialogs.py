@@ -199,6 +199,31 @@ def test_unload_dialog_selection(qtbot: QtBot) -> None:
     assert sig.args == [["k:1"], True]
 
 
+def test_the_unload_dialog_names_the_ticked_instances_that_are_answering(qtbot: QtBot) -> None:
+    instances = [
+        Instance("qwen-1", "k", {"context_length": 4096}, status="generating"),
+        Instance("k:2", "k", {}, status="idle"),
+        Instance("k:3", "k", {}, status="processingPrompt", queued=3),
+    ]
+    d = UnloadDialog(instances, preselected={"qwen-1", "k:2"}, offer_dont_ask=False)
+    qtbot.addWidget(d)
+    assert d.list.item(0).text() == "qwen-1  (context 4k)  ● generating"
+    assert d.list.item(1).text() == "k:2"
+    assert d.list.item(2).text() == "k:3  ● reading prompt (+2 queued)"
+    assert not d.busy_warning.isHidden()
+    assert d.busy_warning.text() == "qwen-1 is generating an answer; unload it anyway?"
+    assert d.dont_ask.isHidden()  # the user already said not to ask: asked only for this
+    d.list.item(2).setCheckState(Qt.CheckState.Checked)
+    assert d.busy_warning.text() == (
+        "qwen-1 is generating an answer and k:3 is reading a prompt (2 more waiting); "
+        "unload them anyway?"
+    )
+    d.list.item(0).setCheckState(Qt.CheckState.Unchecked)
+    d.list.item(2).setCheckState(Qt.CheckState.Unchecked)
+    assert d.busy_warning.isHidden()  # only what would be unloaded is asked about
+    assert not UnloadDialog(instances[1:2]).dont_ask.isHidden()
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [

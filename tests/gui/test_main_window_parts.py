@@ -218,6 +218,83 @@ def test_without_confirmation_unload_goes_straight_to_actions(qtbot: QtBot, tmp_
     assert parts.actions.unloads == [["google/gemma-3-270m"]]
 
 
+def test_unloading_an_instance_that_is_answering_asks_even_without_confirmation(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    parts = Parts(qtbot, tmp_path, Gpus(None))
+    busy = Instance(
+        "qwen-1", "qwen/qwen3-4b", {"context_length": 4096}, status="generating", queued=0
+    )
+    parts.fill([model("qwen/qwen3-4b", busy, inst("qwen/qwen3-4b", "q:2")), *CATALOG[1:]])
+    parts.settings.confirm_unload = False  # the user said: unload at once
+    w = parts.window
+    w.select_instance("qwen-1")
+    dialog = w.open_unload_dialog()
+    assert isinstance(dialog, UnloadDialog), "a busy instance is asked about all the same"
+    qtbot.addWidget(dialog)
+    assert dialog.busy_warning.text() == "qwen-1 is generating an answer; unload it anyway?"
+    assert dialog.dont_ask.isHidden()
+    assert parts.actions.unloads == []
+    dialog.unload_button.click()
+    assert parts.actions.unloads == [["qwen-1"]]
+    assert parts.settings.confirm_unload is False
+
+    # An idle one still goes at once, as the user asked.
+    w.select_instance("q:2")
+    assert w.open_unload_dialog() is None
+    assert parts.actions.unloads == [["qwen-1"], ["q:2"]]
+
+    # With confirmation on, the usual dialog says it too, and offers "don't ask again".
+    parts.settings.confirm_unload = True
+    dialog = w.unload_everything()
+    assert isinstance(dialog, UnloadDialog)
+    qtbot.addWidget(dialog)
+    assert dialog.busy_warning.text() == "qwen-1 is generating an answer; unload it anyway?"
+    assert not dialog.dont_ask.isHidden()
+
+
+def test_the_details_pane_lists_what_the_server_reports_of_an_instance(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    import time
+
+    parts = Parts(qtbot, tmp_path, Gpus(None))
+    now = time.time()
+    rich = Instance(
+        "qwen-1",
+        "qwen/qwen3-4b",
+        {"context_length": 4096},
+        gpu_offload=0.5,
+        ttl_seconds=300.0,
+        last_used=now - 20,
+        status="generating",
+        queued=2,
+    )
+    parts.fill([model("qwen/qwen3-4b", rich, inst("qwen/qwen3-4b", "q:2"))])
+    w = parts.window
+    w.select_instance("qwen-1")
+    lines = w.details.toPlainText().splitlines()
+    assert lines[:2] == ["instance: qwen-1", "model: qwen/qwen3-4b"]
+    assert lines[2] == "GPU offload: 50 %"
+    assert lines[3] in (
+        "server TTL: 5:00 (unloads in 4:40 if idle)",
+        "server TTL: 5:00 (unloads in 4:39 if idle)",
+    )
+    assert lines[4] == "last used: " + time.strftime("%H:%M:%S", time.localtime(now - 20))
+    assert lines[5:8] == [
+        "status: generating",
+        "queued requests: 2 (the one in progress and 1 waiting)",
+        "",
+    ]
+    w.select_instance("q:2")  # a server without the SDK channel: nothing more is said
+    assert w.details.toPlainText().splitlines()[:4] == [
+        "instance: q:2",
+        "model: qwen/qwen3-4b",
+        "",
+        "config:",
+    ]
+
+
 def test_what_actions_report_reaches_the_status_bar_and_the_tree(
     qtbot: QtBot, tmp_path: Path, boxes: list[str]
 ) -> None:

@@ -362,3 +362,173 @@ def test_a_size_that_becomes_unreadable_updates_its_instance_rows(
     feed.push(CATALOG)  # readable again
     assert tree.index(qwen.row(), Column.SIZE).data() == "2.0 GB"
     assert tree.index(0, Column.VRAM, qwen).data().endswith("GB")
+
+
+# ------------------------------------------------------------------------ the SDK channel's facts
+
+
+class Wall:
+    """time.time() as the tree reads it for TTL countdowns."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def busy_inst(key: str, iid: str, wall: Wall, **kw: Any) -> Instance:
+    fields: dict[str, Any] = {
+        "gpu_offload": 0.5,
+        "ttl_seconds": 300.0,
+        "last_used": wall.now - 20,
+        "status": "generating",
+    }
+    fields.update(kw)
+    return Instance(id=iid, model_key=key, config={"context_length": 4096}, **fields)
+
+
+def test_what_the_server_reports_of_an_instance_shows_in_its_row(
+    qapp: object, clock: Clock, qtmodeltester: Any, qtbot: QtBot
+) -> None:
+    wall = Wall()
+    tree = ModelTreeModel(clock=clock, wall=wall)
+    qtmodeltester.check(tree)
+    feed = Feed(tree)
+    catalog = [model("qwen/qwen3-4b", busy_inst("qwen/qwen3-4b", "qwen-1", wall, queued=2))]
+    feed.push(catalog)
+    qwen = tree.model_index("qwen/qwen3-4b")
+
+    def cell(col: Column, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        return tree.index(0, col, qwen).data(role)
+
+    assert cell(Column.GPU) == "50 %"
+    assert cell(Column.STATUS) == "generating (+1 queued)"  # LM Studio counts the current one
+    assert cell(Column.TTL) == "4:40"  # the server's countdown: no "(lmgui)"
+    assert "server unloads it after 5:00 idle" in cell(Column.TTL, Qt.ItemDataRole.ToolTipRole)
+    # Generating stands out: bold and coloured, in its Status cell only.
+    assert cell(Column.STATUS, Qt.ItemDataRole.FontRole).bold()
+    assert cell(Column.STATUS, Qt.ItemDataRole.ForegroundRole) is not None
+    assert cell(Column.NAME, Qt.ItemDataRole.FontRole) is None
+    assert cell(Column.GPU, Qt.ItemDataRole.ForegroundRole) is None
+    # The server's offload makes the estimate too (half the weights on the GPU).
+    full = ModelTreeModel(clock=clock, wall=wall)
+    Feed(full).push([model("qwen/qwen3-4b", inst("qwen/qwen3-4b", "qwen-1"))])
+    full_vram = full.index(0, Column.VRAM, full.model_index("qwen/qwen3-4b")).data()
+    assert cell(Column.VRAM) != full_vram
+    assert cell(Column.VRAM, Qt.ItemDataRole.ToolTipRole).startswith(
+        "Estimated for GPU offload 50%"
+    )
+
+    # Between polls the server's countdown ticks on, like lmgui's: only the TTL cell changes.
+    assert tree._tick.isActive()
+    written: list[int] = []
+    tree.dataChanged.connect(
+        lambda tl, br, roles=(): written.extend(range(tl.column(), br.column() + 1))
+    )
+    wall.now += 10
+    tree._on_tick()
+    assert cell(Column.TTL) == "4:30"
+    assert written == [Column.TTL]
+
+    # The answer ends: one poll, and only the cells it changes are written.
+    written.clear()
+    catalog = [
+        model(
+            "qwen/qwen3-4b",
+            busy_inst("qwen/qwen3-4b", "qwen-1", wall, status="idle", last_used=wall.now),
+        )
+    ]
+    feed.push(catalog)
+    assert cell(Column.STATUS) == "idle"
+    assert not cell(Column.STATUS, Qt.ItemDataRole.FontRole)
+    assert cell(Column.STATUS, Qt.ItemDataRole.ForegroundRole) is None
+    assert cell(Column.TTL) == "5:00"
+    assert sorted(set(written)) == [Column.NAME, Column.TTL, Column.STATUS]  # NAME: the record
+
+
+@pytest.mark.parametrize(
+    ("fields", "gpu", "status"),
+    [
+        ({"gpu_offload": 1.0, "status": "processingPrompt"}, "max", "reading prompt"),
+        ({"gpu_offload": 0.0, "status": "computingEmbedding"}, "off", "embedding"),
+        ({"gpu_offload": 0.999, "status": "idle", "queued": 0}, "99 %", "idle"),
+        ({"gpu_offload": 0.004, "status": "loadingSomething"}, "1 %", "loadingSomething"),
+        ({"gpu_offload": float("nan")}, "?", "-"),
+        ({}, "-", "-"),
+    ],
+)
+def test_gpu_and_status_cell_texts(
+    qapp: object, fields: dict[str, Any], gpu: str, status: str
+) -> None:
+    tree = ModelTreeModel()
+    Feed(tree).push([model("a/one", Instance("a/one", "a/one", {}, **fields))])
+    parent = tree.model_index("a/one")
+    assert tree.index(0, Column.GPU, parent).data() == gpu
+    assert tree.index(0, Column.STATUS, parent).data() == status
+
+
+def test_the_ledger_fills_in_what_the_server_does_not_report(
+    qapp: object, clock: Clock, qtmodeltester: Any
+) -> None:
+    wall = Wall()
+    tree = ModelTreeModel(clock=clock, wall=wall)
+    qtmodeltester.check(tree)
+    Feed(tree).push(
+        [
+            model(
+                "a/one",
+                inst("a/one", "plain"),  # a server without the SDK channel
+                busy_inst("a/one", "both", wall, status="idle", gpu_offload=None),
+            )
+        ]
+    )
+    parent = tree.model_index("a/one")
+    rows = {tree.index(r, Column.NAME, parent).data(): r for r in range(tree.rowCount(parent))}
+
+    def cell(iid: str, col: Column) -> Any:
+        return tree.index(rows[iid], col, parent).data()
+
+    assert [cell("plain", c) for c in (Column.GPU, Column.STATUS, Column.TTL)] == ["-", "-", ""]
+    lmgui_ttl = InstanceInfo(
+        gpu_fraction=0.25, ttl_seconds=600, idle_deadline=wall.now + 600, enforced_by_lmgui=True
+    )
+    tree.set_instance_info({"plain": lmgui_ttl, "both": lmgui_ttl})
+    assert cell("plain", Column.GPU) == "25 %"  # as lmgui loaded it
+    assert cell("plain", Column.TTL) == "10:00 (lmgui)"
+    # Where both exist, the server's countdown wins: it is the one that unloads.
+    assert cell("both", Column.TTL) == "4:40"
+    assert cell("both", Column.GPU) == "25 %"
+
+
+def test_sorting_by_status_and_gpu(qapp: object, clock: Clock) -> None:
+    wall = Wall()
+    tree = ModelTreeModel(clock=clock, wall=wall)
+    Feed(tree).push(
+        [
+            model(
+                "a/one",
+                busy_inst("a/one", "idle", wall, status="idle", gpu_offload=1.0),
+                busy_inst("a/one", "unknown", wall, status=None, gpu_offload=None),
+                busy_inst("a/one", "gen", wall, status="generating", gpu_offload=0.0),
+                busy_inst("a/one", "prompt", wall, status="processingPrompt", gpu_offload=0.5),
+            )
+        ]
+    )
+    proxy = ModelFilterProxy()
+    proxy.setSourceModel(tree)
+    parent = proxy.index(0, 0)
+
+    def order(col: Column, how: Qt.SortOrder) -> list[str]:
+        proxy.sort(col, how)
+        p = proxy.index(0, 0)
+        return [proxy.index(r, Column.NAME, p).data() for r in range(proxy.rowCount(p))]
+
+    assert parent.isValid()
+    assert order(Column.STATUS, Qt.SortOrder.DescendingOrder) == [
+        "gen",
+        "prompt",
+        "idle",
+        "unknown",
+    ]
+    assert order(Column.GPU, Qt.SortOrder.AscendingOrder) == ["unknown", "gen", "prompt", "idle"]

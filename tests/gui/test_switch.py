@@ -3,6 +3,8 @@ with a sentence, the old client is closed, and nothing of the old server shows a
 
 from __future__ import annotations
 
+import asyncio
+
 from pytestqt.qtbot import QtBot
 
 from lmgui.core.actions import LoadRequest
@@ -48,3 +50,37 @@ async def test_two_switches_in_a_row_end_on_the_second(
         assert app.server_url == third.url
         await wait_for(lambda: app.tree.rowCount() == 15)
         assert not a.exception() and not b.exception()
+
+
+async def test_unloading_an_answering_instance_from_the_tray_asks_first(
+    qtbot: QtBot, make_sim: SimFactory, paths: AppPaths
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    from lmgui.api import LMStudioClient
+
+    sim = make_sim(tokens_per_second=20.0)
+    async with running(qtbot, paths, sim.url) as app:
+        await app.actions.load(LoadRequest("google/gemma-3-270m", ttl_seconds=600))
+        async with LMStudioClient(sim.url, lms=None, sdk=False) as other:
+
+            async def answer() -> None:  # another app chatting with the instance
+                await other.chat_stream("google/gemma-3-270m", "a long story, please").collect()
+
+            # Ended as Stop ends a stream: by cancelling its task (toolchain.md, qasync traps).
+            chatting = asyncio.ensure_future(answer())
+            try:
+                await wait_for(
+                    lambda: any(i.busy for _, i in app.poller.snapshot.instances), within=10
+                )
+                box = app._on_tray_unload_requested(["google/gemma-3-270m"])
+                assert isinstance(box, QMessageBox)
+                assert box.text() == (
+                    "google/gemma-3-270m is generating an answer; unload it anyway?"
+                )
+                assert not sim.received("POST", "/api/v1/models/unload"), "nothing unloaded yet"
+                box.button(QMessageBox.StandardButton.Yes).click()
+                await wait_for(lambda: bool(sim.received("POST", "/api/v1/models/unload")))
+            finally:
+                chatting.cancel()
+                await asyncio.gather(chatting, return_exceptions=True)

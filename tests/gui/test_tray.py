@@ -142,6 +142,40 @@ def test_left_click_toggles_the_window(qapp: object) -> None:
     assert clicks == [True]
 
 
+def test_an_instance_answering_right_now_stands_out_in_the_menu(qapp: object) -> None:
+    generating = TrayInstance(
+        "qwen-1",
+        "qwen/qwen3-4b",
+        8192,
+        3_300_000_000,
+        280.0,  # the server's countdown
+        status="generating",
+        queued=2,  # the answer in progress and one more
+        busy=True,
+    )
+    state = TrayState(
+        server="http://127.0.0.1:1234",
+        connection=ConnectionState.CONNECTED,
+        instances=[generating, STATE.instances[1]],
+    )
+    tray = TrayController(lambda: state)
+    unloads: list[list[str]] = []
+    tray.unload_requested.connect(unloads.append)
+    tray.rebuild()
+    assert texts(tray.menu)[:3] == [
+        "2 loaded · about 3.6 GB VRAM · 1 generating",
+        "qwen-1  (8k ctx, 3.3 GB) ● generating (+1 queued), unloads in 4:40",
+        "google/gemma-3-270m:2  (4k ctx, 340.0 MB)",
+    ]
+    assert tooltip(state).splitlines()[1] == "2 instances loaded, 1 generating"
+    # The tray has no dialog: its Unload says what the user asked, and the app, which sees
+    # ``busy``, decides whether to ask first.
+    sub = action(tray.menu, texts(tray.menu)[1]).menu()
+    assert isinstance(sub, QMenu)
+    action(sub, "Unload").trigger()
+    assert unloads == [["qwen-1"]] and state.instances[0].busy
+
+
 def test_notifications_once_per_event_and_never_when_off_or_paused() -> None:
     now = [0.0]
     off = {"vanished"}
