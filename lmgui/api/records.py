@@ -120,7 +120,7 @@ class Instance(msgspec.Struct, frozen=True, gc=False):
     status: str | None = None
     """idle, processingPrompt, generating or computingEmbedding, as the server says."""
     queued: int | None = None
-    """Requests waiting for it."""
+    """Requests in its queue, the one in progress included (as LM Studio counts them)."""
 
     def ttl_left(self, now: float) -> float | None:
         """Seconds until the server unloads it if nobody uses it (as ``lms ps`` computes it)."""

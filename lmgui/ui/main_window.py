@@ -58,20 +58,22 @@ __all__ = ["MainWindow"]
 
 
 COLUMN_WIDTHS = {
-    Column.NAME: 250,
+    Column.NAME: 220,
     Column.TYPE: 72,
     Column.PARAMS: 76,
     Column.QUANT: 70,
     Column.FORMAT: 52,
     Column.SIZE: 72,
     Column.CONTEXT: 62,
-    Column.STATE: 150,
-    Column.CAPS: 140,
+    Column.STATE: 106,
+    Column.CAPS: 120,
     Column.PARALLEL: 58,
     Column.FLASH: 66,
     Column.KV_GPU: 72,
     Column.VRAM: 76,
-    Column.TTL: 90,
+    Column.TTL: 84,
+    Column.GPU: 52,
+    Column.STATUS: 110,
 }
 
 
