@@ -33,6 +33,8 @@ EXPECT_SECONDS = 60.0
 class Actions(QObject):
     load_started = Signal(object)
     """LoadRequest"""
+    load_progress = Signal(object, float)
+    """(LoadRequest, 0..1) where the server reports the load's progress (its SDK channel)"""
     load_finished = Signal(object, object)
     """(LoadRequest, LoadResult)"""
     load_failed = Signal(object, str)
@@ -120,7 +122,11 @@ class Actions(QObject):
         conn = self._connection()
         try:
             client = await conn.ready()
-            result = await client.load(req.model_key, **req.client_kwargs())
+            result = await client.load(
+                req.model_key,
+                **req.client_kwargs(),
+                on_progress=lambda fraction: self.load_progress.emit(req, fraction),
+            )
         except ApiError as exc:
             self.load_failed.emit(req, f"Loading {req.model_key} failed: {exc}")
             return None

@@ -65,6 +65,7 @@ class DialogWiring(QObject):
         self._instance_infos = instance_infos
         self.load_dialogs: list[LoadDialog] = []
         actions.load_started.connect(self._on_actions_load_started)
+        actions.load_progress.connect(self._on_actions_load_progress)
         actions.load_finished.connect(self._on_actions_load_finished)
         actions.load_failed.connect(self._on_actions_load_failed)
         actions.unload_failed.connect(self._on_actions_unload_failed)
@@ -136,6 +137,10 @@ class DialogWiring(QObject):
         for d in self._dialogs_for(request.model_key):
             d.show_started(request)
         self._say(f"Loading {request.model_key}…")
+
+    def _on_actions_load_progress(self, request: LoadRequest, fraction: float) -> None:
+        for d in self._dialogs_for(request.model_key):
+            d.show_progress(fraction)
 
     def _on_actions_load_finished(self, request: LoadRequest, result: LoadResult) -> None:
         for d in self._dialogs_for(request.model_key):

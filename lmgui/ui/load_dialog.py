@@ -472,6 +472,14 @@ class LoadDialog(QDialog):
         self._tick.start()
         self.validate()
 
+    def show_progress(self, fraction: float) -> None:
+        """The server's own progress of the load (0..1), where it reports one: the bar stops
+        being a busy indicator and shows how far it is."""
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1000)
+        self.progress.setValue(round(min(max(fraction, 0.0), 1.0) * 1000))
+        self.progress.setFormat(f"{fraction:.0%}")
+
     def show_finished(self, result: LoadResult) -> None:
         self._stop()
         if result.not_applied:
@@ -492,4 +500,5 @@ class LoadDialog(QDialog):
         self._started = None
         self._tick.stop()
         self.progress.hide()
+        self.progress.setRange(0, 0)  # the next load starts as a busy indicator again
         self.validate()
