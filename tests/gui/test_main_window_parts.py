@@ -34,6 +34,7 @@ RTX = GpuMemory("RTX 4090", 12 * GB, 24 * GB)
 
 class FakeActions(QObject):
     load_started = Signal(object)
+    load_progress = Signal(object, float)
     load_finished = Signal(object, object)
     load_failed = Signal(object, str)
     unload_finished = Signal(str)
