@@ -220,6 +220,11 @@ class SimState:
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
         self._catalog = [copy.deepcopy(e) for e in self.catalog]
+        self._index: dict[str, dict[str, Any]] = {}
+        """Each entry by its key and its variants: the SDK API looks models up per instance
+        per call, and a scan of a 2000-model catalog each time made the simulator the slow end."""
+        for e in self._catalog:
+            self._add_to_index(e)
         self._remote = [copy.deepcopy(e) for e in REMOTE_CATALOG]
         self.instances: dict[str, SimInstance] = {}
         self.responses: dict[str, StoredResponse] = {}
@@ -234,12 +239,12 @@ class SimState:
 
     # ------------------------------------------------------------------ catalog
 
+    def _add_to_index(self, e: dict[str, Any]) -> None:
+        for name in (e["key"], *e.get("variants", ())):
+            self._index.setdefault(name, e)
+
     def entry(self, key: str) -> dict[str, Any] | None:
-        base = key.split("@", 1)[0]
-        for e in self._catalog:
-            if e["key"] in (key, base) or key in e.get("variants", ()):
-                return e
-        return None
+        return self._index.get(key) or self._index.get(key.split("@", 1)[0])
 
     def list_models(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -569,7 +574,9 @@ class SimState:
             if job.completed_at is None:
                 job.completed_at = _iso_now()
                 if self.entry(job.entry["key"]) is None:
-                    self._catalog.append(copy.deepcopy(job.entry))
+                    added = copy.deepcopy(job.entry)
+                    self._catalog.append(added)
+                    self._add_to_index(added)
             view.update(
                 status="completed", downloaded_bytes=job.total, completed_at=job.completed_at
             )
