@@ -133,3 +133,23 @@ async def test_a_token_that_is_not_lm_studios_keeps_to_rest(make_sim: SimFactory
         assert c.sdk is not None
         assert c.sdk.unavailable == "the API token is not an LM Studio token (sk-lm-...)"
     assert models is not None
+
+
+async def test_an_error_on_the_channel_leaves_the_poll_to_rest(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import lmstudio
+    from lmstudio import async_api
+
+    async with LMStudioClient(sim.url, lms=None) as c:
+        await c.load("google/gemma-3-270m", ttl=60, identifier="g")
+
+        async def refuse(*args: object, **kwargs: object) -> object:
+            raise lmstudio.LMStudioServerError("Unknown endpoint listLoaded")
+
+        # The narrow case the simulator does not produce: an rpcError on a poll's call.
+        monkeypatch.setattr(async_api._AsyncSession, "remote_call", refuse)
+        models = await c.poll_models()
+    assert models is not None and "g" in loaded(models)
+    assert loaded(models)["g"].status is None, "REST's figures, without the channel's"
+    assert "answered listLoaded on its SDK channel with an error" in caplog.text

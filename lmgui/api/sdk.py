@@ -244,6 +244,15 @@ class SdkChannel:
                 ServerUnreachable,
                 f"The SDK channel to {self._transport.where} was closed.",
             ) from None
+        except lmstudio.LMStudioError as exc:
+            # An rpcError (an older server without the endpoint, a bad parameter): the
+            # client's own error type, so a poll keeps REST's figures instead of failing.
+            raise self._transport.err(
+                ServerError,
+                f"{self._transport.where} answered {endpoint} on its SDK channel with an error: "
+                f"{_first_line(exc)}",
+                server_message=str(exc),
+            ) from None
 
     async def truth(self) -> dict[str, InstanceTruth] | None:
         """Every loaded instance as the server knows it, by identifier; None without a channel.
