@@ -156,7 +156,7 @@ class LMStudioClient:
         server has that channel (asked for at the same time as the list)."""
         if not with_truth:
             return self._parse_models(await self._get_models())
-        body, truth = await asyncio.gather(self._get_models(), self._truth())
+        body, truth = await self._models_and_truth()
         models = self._parse_models(body)
         return merge_truth(models, truth) if truth else models
 
@@ -176,12 +176,22 @@ class LMStudioClient:
         Most polls change nothing; comparing bytes costs far less than parsing them again. The
         truth is asked for at the same time as the list: one round trip more at most.
         """
-        body, truth = await asyncio.gather(self._get_models(), self._truth())
+        body, truth = await self._models_and_truth()
         if body == self._last_models_body and truth == self._last_truth:
             return None
         models = self._last_parsed if body == self._last_models_body else self._parse_models(body)
         self._last_models_body, self._last_parsed, self._last_truth = body, models, truth
         return merge_truth(models, truth) if truth else models
+
+    async def _models_and_truth(self) -> tuple[bytes, dict[str, InstanceTruth] | None]:
+        """The list and the SDK channel's truth: at the same time once the channel is open;
+        before that the list first, so the channel's handshake is only tried with a token REST
+        accepted (a refused handshake is left to REST to say, once)."""
+        if self.sdk is not None and not self.sdk.connected:
+            body = await self._get_models()
+            return body, await self._truth()
+        body, truth = await asyncio.gather(self._get_models(), self._truth())
+        return body, truth
 
     async def _truth(self) -> dict[str, InstanceTruth] | None:
         if self.sdk is None:

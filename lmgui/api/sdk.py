@@ -156,6 +156,10 @@ class SdkChannel:
 
     # ------------------------------------------------------------------ connecting
 
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
     async def client(self) -> lmstudio.AsyncClient | None:
         """The SDK client, connecting on first use; None when the server has no such channel.
 

@@ -235,6 +235,8 @@ async def test_notifications_from_the_running_app(
     async with running(qtbot, app_paths, sim.url) as app:
         app.notifier.notify.connect(lambda k, t, b: said.append((k, t)))
         await app.actions.load(LoadRequest("google/gemma-3-270m"))
+        # lmgui must have seen it before it can see it vanish.
+        await wait_for(lambda: bool(list(app.poller.snapshot.instances)))
         async with LMStudioClient(sim.url, lms=None) as other:
             await other.unload("google/gemma-3-270m")  # gone without lmgui asking
         await wait_for(lambda: any(k == "vanished" for k, _ in said))
