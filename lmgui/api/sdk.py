@@ -333,10 +333,6 @@ class SdkChannel:
         session = client.embedding if embedding else client.llm
         started = time.monotonic()
 
-        def progress(value: float) -> None:
-            if on_progress is not None:
-                on_progress(float(value))
-
         try:
             async with asyncio.timeout(self._load_seconds):
                 handle = await session.load_new_instance(
@@ -344,7 +340,7 @@ class SdkChannel:
                     identifier,
                     ttl=ttl,
                     config=cast(Any, dict(config)),
-                    on_load_progress=progress,
+                    on_load_progress=on_progress,
                 )
         except TimeoutError:
             raise self._transport.err(

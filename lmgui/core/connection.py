@@ -28,8 +28,6 @@ __all__ = ["ServerConnection"]
 
 
 class ServerConnection(QObject):
-    gpus_read = Signal()
-    """After the once-per-poll GPU reading (``gpus``), when there is a reader."""
     problem = Signal(str)
     """A failure of lmgui's own about this server (a file it cannot write), as one sentence."""
 
@@ -44,12 +42,11 @@ class ServerConnection(QObject):
         interval_ms: int = 2000,
         parent: QObject | None = None,
     ) -> None:
+        """``session_token``: from the command line or the environment, used for this session
+        and never stored; without one, the keyring's is read (off the GUI thread)."""
         super().__init__(parent)
         self.url = check_base_url(url)
         self.tokens = tokens
-        self.session_token = session_token
-        """A token from the command line or the environment, or one the keyring cannot keep:
-        used for this session only, never stored."""
         self.deadlines = deadlines or Deadlines()
         self.client = LMStudioClient(self.url, session_token, deadlines=self.deadlines)
         self._token_read: asyncio.Task[None] | None = None
@@ -98,22 +95,13 @@ class ServerConnection(QObject):
         problem = None
         if not token:
             await asyncio.to_thread(self.tokens.delete, self.url)
-            self.session_token = None
-        elif await asyncio.to_thread(self.tokens.set, self.url, token):
-            self.session_token = None
-        else:
-            self.session_token = token
-            problem = self.tokens.problem
+        elif not await asyncio.to_thread(self.tokens.set, self.url, token):
+            problem = self.tokens.problem  # the client below still uses it, for this session
         old, self.client = self.client, self._new_client(token or None)
         self._token_known = True
         self.poller.poke()  # the same server: the list stays, the state follows the new token
         await old.aclose()
         return problem
-
-    async def has_stored_token(self) -> bool:
-        """Whether a token is in use for this server (asks the keyring off the GUI thread)."""
-        await self.ready()
-        return self.client.has_token
 
     # ------------------------------------------------------------------ polling
 
@@ -124,7 +112,6 @@ class ServerConnection(QObject):
     def _on_poller_poll_finished(self) -> None:
         if self.nvml is not None:
             self.gpus = self.nvml.read()
-            self.gpus_read.emit()
 
     # ------------------------------------------------------------------ lifetime
 

@@ -118,15 +118,6 @@ class Poller(QObject):
         if self._timer.isActive() and self._failures == 0:
             self._timer.start(self.interval_ms)
 
-    def set_fetch(self, fetch: Fetch, has_token: Callable[[], bool]) -> None:
-        """Talk to another server: forget the old snapshot (the caller resets its views)."""
-        self._fetch = fetch
-        self._has_token = has_token
-        self.snapshot = Snapshot()
-        self._failures = 0
-        self._last_success = None
-        self._set_status(ConnectionState.CONNECTING, "")
-
     async def aclose(self) -> None:
         """Stop and wait for the poll in flight to end (cancelled); no poll runs afterwards."""
         self._closed = True
