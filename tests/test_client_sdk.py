@@ -51,11 +51,14 @@ async def test_a_load_with_gpu_ttl_and_identifier_is_applied_by_the_server(
     assert inst.ttl_left(wall(sim, clock)) == pytest.approx(300, abs=1)
 
 
-async def test_parallel_is_said_not_applied_on_the_sdk_channel(sim: Simulator) -> None:
+async def test_parallel_is_applied_by_the_server_on_the_sdk_channel(sim: Simulator) -> None:
     async with LMStudioClient(sim.url, lms=None) as c:
         result = await c.load("google/gemma-3-270m", ttl=60, parallel=2)
-    assert result.via == "sdk" and result.not_applied == ("parallel",)
-    assert result.not_applied_reason == "LM Studio's SDK channel does not take them"
+        listed = await c.list_models(with_truth=True)
+    assert result.via == "sdk" and result.not_applied == () and result.not_applied_reason is None
+    assert sim.state.instances[result.instance_id].config["parallel"] == 2
+    (inst,) = [i for m in listed for i in m.instances if i.id == result.instance_id]
+    assert inst.parallel == 2
 
 
 async def test_the_servers_ttl_starts_again_when_another_client_chats(

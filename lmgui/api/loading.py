@@ -39,8 +39,8 @@ _SDK_CONFIG = {
     "offload_kv_cache_to_gpu": "offloadKVCacheToGpu",
 }
 """lmgui's load option names and the SDK's load config names for them."""
-_SDK_OPTION_KEYS = frozenset({*_SDK_CONFIG, "gpu", "ttl", "identifier"})
-"""What a load through the SDK channel applies (the Python SDK's load config has no parallel)."""
+_SDK_OPTION_KEYS = frozenset({*_SDK_CONFIG, "gpu", "ttl", "identifier", "parallel"})
+"""What a load through the SDK channel applies (parallel as a raw KV field: see sdk.py)."""
 
 GpuSetting = Literal["max", "off"] | float
 
@@ -138,6 +138,7 @@ class LoadPolicy:
             # The SDK's own default TTL is an hour: None here means what the user chose, none.
             ttl=options.get("ttl"),
             config=config,
+            parallel=None if embedding else options.get("parallel"),
             on_progress=on_progress,
         )
         listed = [i for m in await self._list_models() for i in m.instances if i.id == identifier]

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import lmstudio
 import msgspec
+from lmstudio.json_api import LoadModelEndpoint
 
 from lmgui.api.errors import ApiError, AuthError, BadRequestError, ServerError, ServerUnreachable
 from lmgui.api.records import Model
@@ -261,7 +262,8 @@ class SdkChannel:
     async def truth(self) -> dict[str, InstanceTruth] | None:
         """Every loaded instance as the server knows it, by identifier; None without a channel.
 
-        All requests go out at once: one round trip however many instances are loaded."""
+        Two round trips however many instances are loaded: the lists, then every instance's
+        processing state (and the load configs not seen before) at once."""
         if await self.client() is None:
             return None
         listed = await asyncio.gather(*(self._call(ns, "listLoaded", None) for ns in _NAMESPACES))
@@ -271,7 +273,11 @@ class SdkChannel:
             for item in (items if isinstance(items, list) else ())
             if isinstance(item, dict) and isinstance(item.get("identifier"), str)
         ]
-        states = await asyncio.gather(
+        unknown = [
+            (ns, i) for ns, i in pairs if str(i.get("instanceReference")) not in self._offload
+        ]
+        # States and the load configs not yet known go out together: one more round trip.
+        answers = await asyncio.gather(
             *(
                 self._call(
                     ns,
@@ -280,21 +286,19 @@ class SdkChannel:
                 )
                 for ns, i in pairs
             ),
-            return_exceptions=True,
-        )
-        unknown = [
-            (ns, i) for ns, i in pairs if str(i.get("instanceReference")) not in self._offload
-        ]
-        configs = await asyncio.gather(
             *(
                 self._call(ns, "getLoadConfig", _by_identifier(i["identifier"]))
                 for ns, i in unknown
             ),
             return_exceptions=True,
         )
+        states, configs = answers[: len(pairs)], answers[len(pairs) :]
         for (_, item), config in zip(unknown, configs, strict=True):
             if not isinstance(config, BaseException):
                 self._offload[str(item.get("instanceReference"))] = _offload(config)
+        alive = {str(i.get("instanceReference")) for _, i in pairs}
+        for gone in self._offload.keys() - alive:  # unloaded instances: forget their configs
+            del self._offload[gone]
         out = {}
         for (_, item), state in zip(pairs, states, strict=True):
             ttl_ms = _number(item.get("ttlMs"))
@@ -322,11 +326,13 @@ class SdkChannel:
         identifier: str | None,
         ttl: int | None,
         config: Mapping[str, Any],
+        parallel: int | None = None,
         on_progress: Callable[[float], None] | None,
     ) -> tuple[str, float]:
         """Load through the SDK channel; the new instance's identifier and the seconds it took.
 
-        ``config`` uses the SDK's load config names (contextLength, gpu, flashAttention...)."""
+        ``config`` uses the SDK's load config names (contextLength, gpu, flashAttention...).
+        ``parallel`` goes as the server's own KV field: the SDK's load config has no name for it."""
         client = await self.client()
         if client is None:
             raise ServerUnreachable(self.unavailable or "no SDK channel")
@@ -335,12 +341,8 @@ class SdkChannel:
 
         try:
             async with asyncio.timeout(self._load_seconds):
-                handle = await session.load_new_instance(
-                    model_key,
-                    identifier,
-                    ttl=ttl,
-                    config=cast(Any, dict(config)),
-                    on_load_progress=on_progress,
+                loaded = await _load_new_instance(
+                    session, model_key, identifier, ttl, config, parallel, on_progress
                 )
         except TimeoutError:
             raise self._transport.err(
@@ -367,7 +369,44 @@ class SdkChannel:
                 f"{self._transport.where} could not load {model_key}: {_first_line(exc)}",
                 server_message=str(exc),
             ) from None
-        return handle.identifier, time.monotonic() - started
+        return loaded, time.monotonic() - started
+
+
+async def _load_new_instance(
+    session: Any,
+    model_key: str,
+    identifier: str | None,
+    ttl: int | None,
+    config: Mapping[str, Any],
+    parallel: int | None,
+    on_progress: Callable[[float], None] | None,
+) -> str:
+    """``session.load_new_instance`` with one more KV field the SDK's config cannot name.
+
+    The same steps as the SDK's own method (its load endpoint, its channel), plus
+    ``llm.load.numParallelSessions`` in the API override layer, the key LM Studio's own load
+    config uses; the SDK is pinned, and tests/test_sim_sdk.py checks the server receives it."""
+    if parallel is None:
+        handle = await session.load_new_instance(
+            model_key, identifier, ttl=ttl, config=dict(config), on_load_progress=on_progress
+        )
+        return str(handle.identifier)
+    types = session._API_TYPES
+    endpoint = LoadModelEndpoint(
+        model_key,
+        identifier,
+        ttl,
+        types.REQUEST_NEW_INSTANCE,
+        types.MODEL_LOAD_CONFIG,
+        dict(config),
+        on_progress,
+    )
+    layer: Any = endpoint.creation_params["loadConfigStack"]["layers"][0]
+    field = {"key": "llm.load.numParallelSessions", "value": parallel}
+    layer["config"]["fields"] = [*layer["config"]["fields"], field]
+    async with session._create_channel(endpoint) as channel:
+        result = await channel.wait_for_result()
+    return str(result.identifier)
 
 
 def _first_line(exc: BaseException) -> str:
