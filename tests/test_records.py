@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from lmgui.api import model_list
 from lmgui.api.errors import ProtocolError, dedupe_joined_message, first_readable_line
-from lmgui.api.model_list import parse_models
+from lmgui.api.model_list import ParseMemo, parse_models
 from lmgui.api.records import (
     MAX_BYTES,
     MAX_TOKENS,
@@ -39,6 +39,24 @@ from tests.conftest import data
 def _log_every_defect_again() -> None:
     """Defects are logged once per process; each test starts with none said yet."""
     model_list._forget_reported()
+
+
+def test_a_memo_keeps_records_of_unchanged_entries_and_remakes_changed_ones() -> None:
+    def body(ctx: int, *keys: str) -> bytes:
+        entries = [
+            {"type": "llm", "key": k, "size_bytes": 10, "loaded_instances": []} for k in keys
+        ]
+        entries[0]["loaded_instances"] = [{"id": keys[0], "config": {"context_length": ctx}}]
+        return json.dumps({"models": entries}).encode()
+
+    memo = ParseMemo()
+    first = parse_models(body(4096, "a/x", "b/y", "c/z"), memo)
+    second = parse_models(body(8192, "a/x", "c/z"), memo)
+    assert [m.key for m in second] == ["a/x", "c/z"]
+    assert second[0] is not first[0] and second[0].instances[0].context_length == 8192
+    assert second[1] is first[2]  # unchanged: the same record, so a diff skips it at once
+    assert second == parse_models(body(8192, "a/x", "c/z"))  # what a fresh parse makes
+    assert set(memo.entries) == {"a/x", "c/z"}  # a model gone is forgotten
 
 
 def test_v1_list_keeps_every_good_entry_and_skips_malformed_ones(

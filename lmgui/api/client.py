@@ -23,7 +23,7 @@ from lmgui.api.errors import ApiError, AuthError, ProtocolError
 from lmgui.api.limits import Deadlines, Limits
 from lmgui.api.lms import LmsRunner
 from lmgui.api.loading import EXTENSION_LOAD_KEYS, GpuSetting, LoadPolicy
-from lmgui.api.model_list import parse_models
+from lmgui.api.model_list import ParseMemo, parse_models
 from lmgui.api.records import (
     ChatResult,
     DownloadJob,
@@ -112,6 +112,7 @@ class LMStudioClient:
         self._loads = LoadPolicy(self._transport, self.deadlines, lms, self.list_models, self.sdk)
         self._last_models_body: bytes | None = None
         self._last_parsed: list[Model] = []
+        self._poll_memo = ParseMemo()
         self._last_truth: dict[str, InstanceTruth] | None = None
 
     async def __aenter__(self) -> Self:
@@ -179,7 +180,10 @@ class LMStudioClient:
         body, truth = await self._models_and_truth()
         if body == self._last_models_body and truth == self._last_truth:
             return None
-        models = self._last_parsed if body == self._last_models_body else self._parse_models(body)
+        if body == self._last_models_body:
+            models = self._last_parsed
+        else:
+            models = self._parse_models(body, self._poll_memo)
         self._last_models_body, self._last_parsed, self._last_truth = body, models, truth
         return merge_truth(models, truth) if truth else models
 
@@ -205,10 +209,10 @@ class LMStudioClient:
             log.warning("no instance truth from the SDK channel this time: %s", exc)
             return None
 
-    def _parse_models(self, body: bytes) -> list[Model]:
+    def _parse_models(self, body: bytes, memo: ParseMemo | None = None) -> list[Model]:
         t = self._transport
         try:
-            return parse_models(body)
+            return parse_models(body, memo)
         except ProtocolError as exc:
             # Only now look for a 200 that carries an error: the list is large and polled often,
             # so the usual case is decoded once.

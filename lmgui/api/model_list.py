@@ -37,7 +37,7 @@ from lmgui.api.records import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["parse_models"]
+__all__ = ["ParseMemo", "parse_models"]
 
 
 # ----------------------------------------------------------------------------- wire structs
@@ -539,12 +539,24 @@ def _forget_reported() -> None:
         _REPORTED.clear()
 
 
-def parse_models(body: bytes) -> list[Model]:
+class ParseMemo:
+    """What the last parse of a model list made of each well-formed entry, by key: an entry
+    equal to last time's (a comparison in C) gets last time's record instead of a new one.
+    Between two polls most of 2000 entries are the same; this halves a changed poll's parse."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[_EntryWire, Model]] = {}
+
+
+def parse_models(body: bytes, memo: ParseMemo | None = None) -> list[Model]:
     """Models from a ``GET /api/v1/models`` body, in either list shape.
 
     Raises ``ProtocolError`` when the body is not JSON or has neither shape. Within the list,
     an entry is skipped only when it has no usable key or is not an object; any other field the
     server got wrong becomes unknown, is named in the record's ``malformed`` and logged once.
+    With ``memo``, entries unchanged since the parse that filled it keep their records.
     """
     defects: list[tuple[str, str, Any]] = []
     try:
@@ -555,8 +567,14 @@ def parse_models(body: bytes) -> list[Model]:
         # Every entry typed in one C pass: the common case, polled every 2 s on 2000 models.
         out: list[Model] = []
         bad: _Bad = []  # one list, emptied after use: a fresh one per entry costs measurably
+        last = memo.entries if memo is not None else {}
+        kept: dict[str, tuple[_EntryWire, Model]] = {}
         for index, w in enumerate(fast.models):
-            model = _to_model(w, bad)
+            seen = last.get(w.key or w.id or "")
+            if seen is not None and seen[0] == w:
+                model: Model | None = seen[1]
+            else:
+                model = _to_model(w, bad)
             if model is None:
                 defects.append((f"#{index}: it has no key", _SKIPPED, None))
                 continue
@@ -564,6 +582,10 @@ def parse_models(body: bytes) -> list[Model]:
             if bad:
                 defects += [(model.key, n, v) for n, v in bad]
                 bad.clear()
+            elif memo is not None:
+                kept[model.key] = (w, model)
+        if memo is not None:
+            memo.entries = kept
         if defects:
             _report(defects)
         return out

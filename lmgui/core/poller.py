@@ -176,6 +176,9 @@ class Poller(QObject):
                 self.snapshot_asked_at = started
                 if not d.empty:
                     self.snapshot_changed.emit(d, new)
+                    # What listens to the end of a poll (the window's totals, the tray) runs
+                    # in a slice of its own.
+                    await asyncio.sleep(0)
             self._set_status(ConnectionState.CONNECTED, "")
         finally:
             self._slow_timer.stop()

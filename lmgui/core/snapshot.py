@@ -90,7 +90,7 @@ def diff(old: Snapshot, new: Snapshot) -> SnapshotDiff:
         before = old.by_key.get(key)
         if before is None:
             added.append(model)
-        elif before != model:
+        elif before is not model and before != model:  # kept records are the same object
             changed.append(_model_change(before, model))
     return SnapshotDiff(removed, tuple(added), tuple(changed))
 

@@ -603,7 +603,13 @@ class ModelTreeModel(QStandardItemModel):
 
     def total_vram(self) -> int:
         """Estimated VRAM of every live instance."""
-        return sum(r.vram for n in self._nodes.values() for r in n.live())
+        return sum(
+            r.vram
+            for n in self._nodes.values()
+            if n.instances
+            for r in n.instances.values()
+            if not r.ghost
+        )
 
 
 def _gpu_fraction(inst: Instance, info: InstanceInfo | None) -> float | None:
