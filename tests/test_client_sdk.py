@@ -156,3 +156,53 @@ async def test_an_error_on_the_channel_leaves_the_poll_to_rest(
     assert models is not None and "g" in loaded(models)
     assert loaded(models)["g"].status is None, "REST's figures, without the channel's"
     assert "answered listLoaded on its SDK channel with an error" in caplog.text
+
+
+async def test_the_servers_gpus_and_vram_come_from_its_hardware_survey(
+    make_sim: SimFactory,
+) -> None:
+    sim = make_sim(vram_gb=48.0, token=TOKEN)
+    async with LMStudioClient(sim.url, TOKEN, lms=None) as c:
+        hardware = await c.server_hardware()
+    assert hardware is not None
+    assert hardware.vram_bytes == 48 * 10**9
+    assert [g.name for g in hardware.gpus] == ["Simulated GPU (lmgui-sim)"]
+
+
+async def test_without_the_channel_there_is_no_survey_and_no_server_estimate(
+    rest_sim: Simulator,
+) -> None:
+    async with LMStudioClient(rest_sim.url, lms=None) as c:
+        assert await c.server_hardware() is None
+        assert await c.estimate_load("qwen/qwen3-4b", context_length=8192) is None
+
+
+async def test_lm_studios_estimate_follows_the_load_options_and_says_what_fits(
+    make_sim: SimFactory,
+) -> None:
+    sim = make_sim(vram_gb=8.0)
+    async with LMStudioClient(sim.url, lms=None) as c:
+        small = await c.estimate_load("qwen/qwen3-4b", context_length=4096)
+        long = await c.estimate_load("qwen/qwen3-4b", context_length=32768)
+        half = await c.estimate_load("qwen/qwen3-4b", context_length=4096, gpu=0.5)
+        parallel = await c.estimate_load("qwen/qwen3-4b", context_length=4096, parallel=8)
+        big = await c.estimate_load("qwen/qwen3.5-9b", context_length=262144)
+    assert small is not None and long is not None and half is not None and big is not None
+    assert small.passes_guardrails is True and big.passes_guardrails is False
+    assert long.vram_bytes > small.vram_bytes > half.vram_bytes > 0
+    assert parallel is not None  # the server took the parallel field LM Studio uses
+    assert not sim.state.instances  # an estimate loads nothing
+
+
+async def test_a_token_in_the_environment_is_never_sent_to_the_configured_server(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A token meant for another server, where the SDK would look when lmgui has none.
+    for name in ("LMSTUDIO_API_TOKEN", "LM_API_TOKEN"):  # the SDK's, and LM Studio docs' name
+        monkeypatch.setenv(name, "sk-lm-Other123:Abcdefghij0123456789")
+    async with LMStudioClient(sim.url, lms=None) as c:
+        await c.list_models(with_truth=True)
+        assert await c.server_hardware() is not None  # lmgui's own socket too
+        assert c.sdk is not None and c.sdk.connected
+        held = set(sim.sdk.identities._held)
+    assert held and all(i.startswith("guest:") for i in held)

@@ -549,3 +549,39 @@ def test_an_entry_with_a_key_is_never_skipped_whatever_its_numbers(
             assert value is None or isinstance(value, bool) or 0 <= value <= MAX_TOKENS
             assert (value is None and raw != "null") == (name in inst.malformed)
     json.dumps(msgspec.to_builtins(m), allow_nan=False)  # what the CLI's --json does
+
+
+def test_a_hardware_survey_gives_the_servers_vram_and_gpus_whatever_its_shape() -> None:
+    from lmgui.api.records import ServerGpu, parse_hardware
+
+    def engine(gpus: Any, memory: Any = None) -> dict[str, Any]:
+        return {
+            "hardwareSurvey": {"gpuSurveyResult": {"gpuInfo": gpus}},
+            **({"memoryInfo": memory} if memory is not None else {}),
+        }
+
+    cuda = {"name": "RTX 4090", "dedicatedMemoryCapacityBytes": 24 * 10**9}
+    apple = {"name": "Apple M3 Max", "dedicatedMemoryCapacityBytes": 0,
+             "totalMemoryCapacityBytes": 96 * 10**9}  # fmt: skip
+    one = parse_hardware({"engines": [engine([cuda], {"vramCapacity": 23 * 10**9})]})
+    assert one is not None and one.vram_bytes == 23 * 10**9  # LM Studio's own figure first
+    assert one.gpus == (ServerGpu("RTX 4090", 24 * 10**9),)
+    two = parse_hardware({"engines": [engine([cuda, apple])]})
+    assert two is not None and two.vram_bytes == 120 * 10**9  # dedicated, else the total
+    no_gpu = {"engines": [engine([])], "status": "ok"}
+    garbage = {"engines": [engine([{"name": 5, "dedicatedMemoryCapacityBytes": "24"}]), None]}
+    for nothing in (no_gpu, garbage, {"status": "NoCompatibleBackends", "engines": []}, [], None):
+        assert parse_hardware(nothing) is None
+    huge = parse_hardware({"engines": [engine([{**cuda, "dedicatedMemoryCapacityBytes": 1e300}])]})
+    assert huge is None  # out of range is unknown, never a budget
+
+
+def test_a_server_estimate_without_a_figure_is_none_and_odd_fields_are_unknown() -> None:
+    from lmgui.api.records import parse_estimate
+
+    e = parse_estimate({"memory": {"totalVramBytes": 5 * 10**9, "confidence": 3},
+                        "passesGuardrails": "yes"})  # fmt: skip
+    assert e is not None and e.vram_bytes == 5 * 10**9
+    assert (e.passes_guardrails, e.confidence, e.total_bytes) == (None, None, None)
+    assert parse_estimate({"memory": {"totalVramBytes": -1}}) is None
+    assert parse_estimate({"passesGuardrails": True}) is None

@@ -22,13 +22,15 @@ from lmgui.api.chat import CHAT_PATH, chat_body, image_item, parse_chat_answer, 
 from lmgui.api.errors import ApiError, AuthError, ProtocolError
 from lmgui.api.limits import Deadlines, Limits
 from lmgui.api.lms import LmsRunner
-from lmgui.api.loading import EXTENSION_LOAD_KEYS, GpuSetting, LoadPolicy
+from lmgui.api.loading import EXTENSION_LOAD_KEYS, GpuSetting, LoadPolicy, sdk_config
 from lmgui.api.model_list import ParseMemo, parse_models
 from lmgui.api.records import (
     ChatResult,
     DownloadJob,
     LoadResult,
     Model,
+    ServerEstimate,
+    ServerHardware,
     parse_download,
 )
 from lmgui.api.sdk import InstanceTruth, SdkChannel, merge_truth
@@ -254,6 +256,43 @@ class LMStudioClient:
             parallel=parallel,
         )
         return await self._loads.load(model_key, options, on_progress)
+
+    async def estimate_load(
+        self,
+        model_key: str,
+        *,
+        embedding: bool = False,
+        context_length: int | None = None,
+        eval_batch_size: int | None = None,
+        flash_attention: bool | None = None,
+        num_experts: int | None = None,
+        offload_kv_cache_to_gpu: bool | None = None,
+        gpu: GpuSetting | None = None,
+        parallel: int | None = None,
+    ) -> ServerEstimate | None:
+        """LM Studio's own estimate of a load with these options (memory, guardrail verdict);
+        None where the server has no SDK channel or gives no figure."""
+        if self.sdk is None:
+            return None
+        options = _set(
+            context_length=context_length,
+            eval_batch_size=eval_batch_size,
+            flash_attention=flash_attention,
+            num_experts=num_experts,
+            offload_kv_cache_to_gpu=offload_kv_cache_to_gpu,
+            gpu=gpu,
+        )
+        return await self.sdk.estimate(
+            model_key,
+            embedding=embedding,
+            config=sdk_config(options),
+            parallel=None if embedding else parallel,
+        )
+
+    async def server_hardware(self) -> ServerHardware | None:
+        """The server's GPUs and VRAM as LM Studio's runtime surveyed them (asked once per
+        connection); None where the server has no SDK channel or reports none."""
+        return None if self.sdk is None else await self.sdk.hardware()
 
     async def unload(self, instance_id: str) -> None:
         """Unload one instance by the id the server gave it."""

@@ -24,7 +24,7 @@ from lmgui.api.sdk import SdkChannel
 from lmgui.api.transport import Transport
 from lmgui.api.urls import lms_address
 
-__all__ = ["EXTENSION_LOAD_KEYS", "GpuSetting", "LoadPolicy"]
+__all__ = ["EXTENSION_LOAD_KEYS", "GpuSetting", "LoadPolicy", "sdk_config"]
 
 EXTENSION_LOAD_KEYS = ("gpu", "ttl", "identifier", "parallel")
 """Load options the real REST API rejects; set through ``lms`` or reported as not applied."""
@@ -43,6 +43,16 @@ _SDK_OPTION_KEYS = frozenset({*_SDK_CONFIG, "gpu", "ttl", "identifier", "paralle
 """What a load through the SDK channel applies (parallel as a raw KV field: see sdk.py)."""
 
 GpuSetting = Literal["max", "off"] | float
+
+
+def sdk_config(options: Mapping[str, Any]) -> dict[str, Any]:
+    """lmgui's load options as the SDK's load config (``parallel`` goes on its own)."""
+    config: dict[str, Any] = {
+        name: options[key] for key, name in _SDK_CONFIG.items() if options.get(key) is not None
+    }
+    if options.get("gpu") is not None:
+        config["gpu"] = {"ratio": options["gpu"]}
+    return config
 
 
 class LoadPolicy:
@@ -126,11 +136,7 @@ class LoadPolicy:
         models = {m.key: m for m in await self._list_models()}
         model = models.get(model_key)
         embedding = model is not None and model.type == "embedding"
-        config: dict[str, Any] = {
-            name: options[key] for key, name in _SDK_CONFIG.items() if key in options
-        }
-        if "gpu" in options:
-            config["gpu"] = {"ratio": options["gpu"]}
+        config = sdk_config(options)
         identifier, seconds = await self._sdk.load(
             model_key,
             embedding=embedding,

@@ -36,10 +36,15 @@ __all__ = [
     "Quantization",
     "ReasoningCapability",
     "ReasoningItem",
+    "ServerEstimate",
+    "ServerGpu",
+    "ServerHardware",
     "ToolCallItem",
     "UnknownItem",
     "parse_chat_result",
     "parse_download",
+    "parse_estimate",
+    "parse_hardware",
     "parse_load_result",
 ]
 
@@ -301,6 +306,78 @@ class DownloadJob(msgspec.Struct, frozen=True, gc=False):
 
 
 # ----------------------------------------------------------------------------- chat results
+
+
+class ServerGpu(msgspec.Struct, frozen=True, gc=False):
+    """One GPU as LM Studio's runtime surveyed it (``lms runtime survey``)."""
+
+    name: str
+    vram_bytes: int
+
+
+class ServerHardware(msgspec.Struct, frozen=True, gc=False):
+    """The server's GPUs and the VRAM LM Studio counts for loads (its own ``vramCapacity``)."""
+
+    gpus: tuple[ServerGpu, ...]
+    vram_bytes: int
+
+
+class ServerEstimate(msgspec.Struct, frozen=True, gc=False):
+    """LM Studio's own estimate of a load config's memory, and its guardrail verdict."""
+
+    vram_bytes: int
+    total_bytes: int | None
+    passes_guardrails: bool | None
+    confidence: str | None
+
+
+def _int_field(obj: Any, name: str) -> int | None:
+    return _whole(obj.get(name), MAX_BYTES) if isinstance(obj, dict) else None
+
+
+def parse_hardware(result: Any) -> ServerHardware | None:
+    """The GPUs and VRAM of a ``runtime.surveyHardware`` result; None when it reports none.
+
+    The first engine that reports VRAM counts (LM Studio's own ``lms runtime survey`` reads the
+    first); a GPU's dedicated memory, else its total (unified memory on Apple silicon)."""
+    engines = result.get("engines") if isinstance(result, dict) else None
+    for engine in engines if isinstance(engines, list) else ():
+        if not isinstance(engine, dict):
+            continue
+        survey = engine.get("hardwareSurvey")
+        gpu_result = survey.get("gpuSurveyResult") if isinstance(survey, dict) else None
+        infos = gpu_result.get("gpuInfo") if isinstance(gpu_result, dict) else None
+        gpus = []
+        for info in infos if isinstance(infos, list) else ():
+            size = _int_field(info, "dedicatedMemoryCapacityBytes") or _int_field(
+                info, "totalMemoryCapacityBytes"
+            )
+            if size:
+                name = info.get("name")
+                gpus.append(ServerGpu(name if isinstance(name, str) else "GPU", size))
+        vram = _int_field(engine.get("memoryInfo"), "vramCapacity") or sum(
+            g.vram_bytes for g in gpus
+        )
+        if vram:
+            return ServerHardware(tuple(gpus), min(vram, MAX_BYTES))
+    return None
+
+
+def parse_estimate(result: Any) -> ServerEstimate | None:
+    """An ``estimateModelUsage`` result; None when it carries no VRAM figure."""
+    memory = result.get("memory") if isinstance(result, dict) else None
+    vram = _int_field(memory, "totalVramBytes")
+    if vram is None:
+        return None
+    assert isinstance(memory, dict) and isinstance(result, dict)
+    passes = result.get("passesGuardrails")
+    confidence = memory.get("confidence")
+    return ServerEstimate(
+        vram_bytes=vram,
+        total_bytes=_int_field(memory, "totalBytes"),
+        passes_guardrails=passes if isinstance(passes, bool) else None,
+        confidence=confidence if isinstance(confidence, str) else None,
+    )
 
 
 class _StatsWire(msgspec.Struct):

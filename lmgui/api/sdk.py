@@ -19,19 +19,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import httpx
+import httpx_ws
 import lmstudio
 import msgspec
+from lmstudio import EmbeddingLoadModelConfig, LlmLoadModelConfig
+from lmstudio._kv_config import load_config_to_kv_config_stack
 from lmstudio.json_api import LoadModelEndpoint
 
-from lmgui.api.errors import ApiError, AuthError, BadRequestError, ServerError, ServerUnreachable
-from lmgui.api.records import Model
+from lmgui.api.errors import (
+    ApiError,
+    AuthError,
+    BadRequestError,
+    ProtocolError,
+    ServerError,
+    ServerUnreachable,
+)
+from lmgui.api.records import (
+    Model,
+    ServerEstimate,
+    ServerHardware,
+    parse_estimate,
+    parse_hardware,
+)
 from lmgui.api.transport import Transport
 
 __all__ = ["InstanceTruth", "SdkChannel", "is_lmstudio_token", "merge_truth"]
@@ -40,7 +59,12 @@ _TOKEN = re.compile(r"^sk-lm-[A-Za-z0-9]{8}:[A-Za-z0-9]{20}$")
 GREETING = "/lmstudio-greeting"
 GREETING_LIMIT = 4096
 """The greeting is ``{"lmstudio": true}``: anything longer is not LM Studio's."""
+RAW_MESSAGE_LIMIT = 1024 * 1024
+"""The largest message lmgui reads on a socket of its own (a hardware survey is a few KB)."""
+_PARALLEL_KEY = "llm.load.numParallelSessions"
+"""LM Studio's load config field for parallel sessions: the SDK's config has no name for it."""
 _NAMESPACES = ("llm", "embedding")
+log = logging.getLogger(__name__)
 _OFFLOAD_KEYS = (
     "llm.load.llama.acceleration.offloadRatio",
     "embedding.load.llama.acceleration.offloadRatio",
@@ -146,8 +170,12 @@ class SdkChannel:
         self._opening: asyncio.Lock | None = None
         self._offload: dict[str, float | None] = {}
         """GPU offload per instance reference: a load config never changes while it lives."""
+        self._hardware: ServerHardware | None = None
+        self._hardware_asked = False
         self.unavailable: str | None = None
         """Why there is no SDK channel (a phrase), once that is known."""
+        # Without a token the SDK is a guest; lmgui's own sockets are the same guest.
+        self._guest = (f"guest:{uuid.uuid4()}", str(uuid.uuid4()))
         parts = urlsplit(transport.base_url)
         if parts.scheme != "http":
             self.unavailable = "the SDK channel is not used over https"
@@ -192,7 +220,9 @@ class SdkChannel:
         if not (isinstance(greeting, dict) and greeting.get("lmstudio") is True):
             self.unavailable = "the server does not offer LM Studio's SDK channel"
             return
-        client = lmstudio.AsyncClient(self._host, api_token=self._token)
+        # "" and not None: with None the SDK would send $LMSTUDIO_API_TOKEN, a token meant for
+        # whatever server that variable was set for, to this one.
+        client = lmstudio.AsyncClient(self._host, api_token=self._token or "")
         try:
             async with asyncio.timeout(self._connect_seconds):
                 await client.__aenter__()
@@ -316,6 +346,101 @@ class SdkChannel:
             )
         return out
 
+    def _auth_message(self) -> dict[str, Any]:
+        """The first message of a socket: the token's two halves, as the SDK sends them."""
+        if self._token:
+            ident, _, passkey = self._token.removeprefix("sk-lm-").partition(":")
+        else:
+            ident, passkey = self._guest
+        return {"authVersion": 1, "clientIdentifier": ident, "clientPasskey": passkey}
+
+    async def _raw_call(self, namespace: str, endpoint: str, param: Any = None) -> Any:
+        """One RPC on a socket of lmgui's own, for a namespace the Python SDK does not open
+        (``/runtime``): the same handshake and framing, then the socket is closed."""
+        if await self.client() is None:
+            raise ServerUnreachable(self.unavailable or "no SDK channel")
+        t = self._transport
+        call: dict[str, Any] = {"type": "rpcCall", "endpoint": endpoint, "callId": 0}
+        if param is not None:
+            call["parameter"] = param
+        try:
+            async with (
+                asyncio.timeout(self._call_seconds),
+                t.websocket(f"http://{self._host}/{namespace}", max_bytes=RAW_MESSAGE_LIMIT) as ws,
+            ):
+                await ws.send_json(self._auth_message())
+                answer = await ws.receive_json()
+                if not (isinstance(answer, dict) and answer.get("success") is True):
+                    raise t.err(
+                        ServerError,
+                        f"{t.where} refused lmgui's socket on /{namespace}.",
+                        server_message=str(answer)[:500],
+                    )
+                await ws.send_json(call)
+                while True:
+                    message = await ws.receive_json()
+                    if not isinstance(message, dict) or message.get("callId") != 0:
+                        continue  # warnings and anything else meant for no call of ours
+                    if message.get("type") == "rpcResult":
+                        return message.get("result")
+                    if message.get("type") == "rpcError":
+                        error = message.get("error")
+                        title = error.get("title") if isinstance(error, dict) else None
+                        raise t.err(
+                            ServerError,
+                            f"{t.where} answered {endpoint} on its SDK channel with an error: "
+                            f"{title or 'no reason given'}",
+                            server_message=str(error)[:500],
+                        )
+        except TimeoutError:
+            raise t.err(
+                ServerUnreachable,
+                f"{t.where} did not answer {endpoint} on its SDK channel within "
+                f"{self._call_seconds:g} s.",
+            ) from None
+        except ValueError:  # not JSON
+            raise t.err(
+                ProtocolError, f"{t.where} answered {endpoint} with something that is not JSON."
+            ) from None
+        except (httpx_ws.HTTPXWSException, httpx.HTTPError, OSError) as exc:
+            raise t.err(
+                ServerUnreachable,
+                f"lmgui's socket to {t.where} for {endpoint} failed: {_first_line(exc)}",
+            ) from None
+
+    async def hardware(self) -> ServerHardware | None:
+        """The GPUs and VRAM LM Studio's runtime surveyed (``lms runtime survey``); None without
+        the channel or when the server reports none. Asked once: the hardware does not change
+        while the server runs (an error leaves it to be asked again)."""
+        if self._hardware_asked:
+            return self._hardware
+        if await self.client() is None:
+            return None
+        result = await self._raw_call("runtime", "surveyHardware")
+        self._hardware, self._hardware_asked = parse_hardware(result), True
+        return self._hardware
+
+    async def estimate(
+        self,
+        model_key: str,
+        *,
+        embedding: bool,
+        config: Mapping[str, Any],
+        parallel: int | None = None,
+    ) -> ServerEstimate | None:
+        """LM Studio's own estimate of loading ``model_key`` with ``config`` (the SDK's names, as
+        for ``load``): its memory and whether its guardrails let it load; None without the
+        channel or when the answer has no figure."""
+        if await self.client() is None:
+            return None
+        stack = _config_stack(config, embedding, parallel)
+        result = await self._call(
+            "embedding" if embedding else "llm",
+            "estimateModelUsage",
+            {"modelKey": model_key, "loadConfigStack": stack},
+        )
+        return parse_estimate(result)
+
     # ------------------------------------------------------------------ loading
 
     async def load(
@@ -402,11 +527,25 @@ async def _load_new_instance(
         on_progress,
     )
     layer: Any = endpoint.creation_params["loadConfigStack"]["layers"][0]
-    field = {"key": "llm.load.numParallelSessions", "value": parallel}
-    layer["config"]["fields"] = [*layer["config"]["fields"], field]
+    layer["config"]["fields"] = [
+        *layer["config"]["fields"],
+        {"key": _PARALLEL_KEY, "value": parallel},
+    ]
     async with session._create_channel(endpoint) as channel:
         result = await channel.wait_for_result()
     return str(result.identifier)
+
+
+def _config_stack(
+    config: Mapping[str, Any], embedding: bool, parallel: int | None
+) -> dict[str, Any]:
+    """The load config as the server's KV stack, as the SDK builds it, plus ``parallel``."""
+    kind: Any = EmbeddingLoadModelConfig if embedding else LlmLoadModelConfig
+    stack: Any = load_config_to_kv_config_stack(dict(config), kind).to_dict()
+    if parallel is not None:
+        layer = stack["layers"][0]["config"]
+        layer["fields"] = [*layer["fields"], {"key": _PARALLEL_KEY, "value": parallel}]
+    return cast(dict[str, Any], stack)
 
 
 def _first_line(exc: BaseException) -> str:
