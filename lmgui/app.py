@@ -103,6 +103,7 @@ class LmguiApp(QObject):
             self.settings,
             server_url=lambda: self.server_url,
             gpus=lambda: self.conn.gpus,
+            hardware=lambda: self.conn.hardware,
             instance_infos=lambda: self.ledger.infos(),
         )
         # Opened on the store's own thread by the first call: run_gui awaits open() at start.

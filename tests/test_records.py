@@ -570,6 +570,7 @@ def test_a_hardware_survey_gives_the_servers_vram_and_gpus_whatever_its_shape() 
     assert two is not None and two.vram_bytes == 120 * 10**9  # dedicated, else the total
     no_gpu = {"engines": [engine([])], "status": "ok"}
     garbage = {"engines": [engine([{"name": 5, "dedicatedMemoryCapacityBytes": "24"}]), None]}
+    nothing: Any
     for nothing in (no_gpu, garbage, {"status": "NoCompatibleBackends", "engines": []}, [], None):
         assert parse_hardware(nothing) is None
     huge = parse_hardware({"engines": [engine([{**cuda, "dedicatedMemoryCapacityBytes": 1e300}])]})

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from lmgui.api.errors import ApiError
-from lmgui.api.records import LoadResult
+from lmgui.api.records import LoadResult, ServerEstimate
 from lmgui.core.connection import ServerConnection
 from lmgui.core.messages import still_loaded_sentence
 from lmgui.core.requests import LoadRequest
@@ -108,6 +108,18 @@ class Actions(QObject):
         await self.tasks.aclose()
 
     # ------------------------------------------------------------------ load
+
+    async def estimate(self, request: LoadRequest, *, embedding: bool) -> ServerEstimate | None:
+        """LM Studio's own estimate of ``request``; None without the SDK channel, or when the
+        server could not say (lmgui's own formula is shown either way, so this is no error)."""
+        kwargs = request.client_kwargs()
+        del kwargs["ttl"], kwargs["identifier"]  # they cost no memory
+        try:
+            client = await self._connection().ready()
+            return await client.estimate_load(request.model_key, embedding=embedding, **kwargs)
+        except ApiError as exc:
+            log.info("no estimate from the server: %s", exc)
+            return None
 
     def load(self, request: LoadRequest) -> asyncio.Task[LoadResult | None]:
         self._load_ids += 1

@@ -5,19 +5,22 @@ another; the fleet will hold several.
 QtCore only. The token is read from the keyring off the GUI thread (a Secret Service keyring can
 block or prompt): the first poll, and ``ready()``, wait for it, so no request goes out without
 the token the user stored. The GPU memory (NVML, only for a server on this machine) is read once
-per poll, and the window and the tray show that one reading.
+per poll, and the window and the tray show that one reading. The server's own hardware survey
+(its GPUs and VRAM, over LM Studio's SDK channel) is asked once per client, beside the polls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
 from lmgui.api.client import LMStudioClient, check_base_url, is_local_url
+from lmgui.api.errors import ApiError
 from lmgui.api.limits import Deadlines
-from lmgui.api.records import Model
+from lmgui.api.records import Model, ServerHardware
 from lmgui.core.gpu import GpuMemory, NvmlReader
 from lmgui.core.ledger import InstanceLedger
 from lmgui.core.paths import server_slug
@@ -25,6 +28,8 @@ from lmgui.core.poller import Poller
 from lmgui.core.secrets import TokenStore
 
 __all__ = ["ServerConnection"]
+
+log = logging.getLogger(__name__)
 
 
 class ServerConnection(QObject):
@@ -56,6 +61,10 @@ class ServerConnection(QObject):
         )
         self.nvml = NvmlReader() if is_local_url(self.url) else None
         self.gpus: list[GpuMemory] | None = None
+        self.hardware: ServerHardware | None = None
+        """The server's GPUs and VRAM as LM Studio surveyed them (its SDK channel), once known."""
+        self._hardware_task: asyncio.Task[None] | None = None
+        self._hardware_client: LMStudioClient | None = None
         self.poller = Poller(
             self._fetch,
             interval_ms=interval_ms,
@@ -107,7 +116,21 @@ class ServerConnection(QObject):
 
     async def _fetch(self) -> list[Model] | None:
         client = await self.ready()
-        return await client.poll_models()
+        models = await client.poll_models()
+        if client.sdk is not None and client.sdk.connected and self._hardware_client is not client:
+            # Once per client, beside the polls (never delaying one), when the channel is open.
+            self._hardware_client = client
+            self._hardware_task = asyncio.ensure_future(self._ask_hardware(client))
+        return models
+
+    async def _ask_hardware(self, client: LMStudioClient) -> None:
+        try:
+            hardware = await client.server_hardware()
+        except ApiError as exc:  # the budget stays the user's; not worth a dialog
+            log.warning("no hardware survey from the server: %s", exc)
+            return
+        if client is self.client:
+            self.hardware = hardware
 
     def _on_poller_poll_finished(self) -> None:
         if self.nvml is not None:
@@ -118,7 +141,8 @@ class ServerConnection(QObject):
     async def aclose(self) -> None:
         """Stop polling, wait for the poll in flight, close the client."""
         await self.poller.aclose()
-        if self._token_read is not None and not self._token_read.done():
-            self._token_read.cancel()
-            await asyncio.gather(self._token_read, return_exceptions=True)
+        for task in (self._token_read, self._hardware_task):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.client.aclose()

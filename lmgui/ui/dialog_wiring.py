@@ -14,7 +14,7 @@ from enum import Enum
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QMainWindow, QMessageBox
 
-from lmgui.api.records import Instance, LoadResult, Model
+from lmgui.api.records import Instance, LoadResult, Model, ServerEstimate, ServerHardware
 from lmgui.core.actions import Actions, LoadRequest
 from lmgui.core.gpu import GpuMemory
 from lmgui.core.instances import InstanceInfo
@@ -52,16 +52,20 @@ class DialogWiring(QObject):
         settings: Settings,
         *,
         gpus: Callable[[], list[GpuMemory] | None],
+        hardware: Callable[[], ServerHardware | None] = lambda: None,
         instance_infos: Callable[[], dict[str, InstanceInfo]] | None = None,
     ) -> None:
-        """``instance_infos``: the ledger's facts per instance (GPU offload, TTL deadline), shown
-        in the tree as soon as a load or unload finishes rather than at the next change."""
+        """``hardware``: the server's VRAM as LM Studio surveyed it, the fit check's total when
+        NVML measured nothing and the user set no budget. ``instance_infos``: the ledger's facts
+        per instance (GPU offload, TTL deadline), shown in the tree as soon as a load or unload
+        finishes rather than at the next change."""
         super().__init__(window)
         self._window = window
         self.tree = tree
         self.actions = actions
         self.settings = settings
         self._gpus = gpus
+        self._hardware = hardware
         self._instance_infos = instance_infos
         self.load_dialogs: list[LoadDialog] = []
         actions.load_started.connect(self._on_actions_load_started)
@@ -80,7 +84,7 @@ class DialogWiring(QObject):
 
     def vram_context(self) -> VramContext:
         """What a load dialog's fit check compares against: measured when NVML read the GPUs,
-        else the estimate against the budget."""
+        else the estimate against the user's budget, else against the server's own VRAM."""
         used = self.tree.total_vram()
         gpus = self._gpus()
         if gpus:
@@ -89,6 +93,9 @@ class DialogWiring(QObject):
         budget = self.settings.vram_budget_gb
         if budget > 0:
             return VramContext(int(budget * 1e9), used, "budget")
+        hardware = self._hardware()
+        if hardware is not None:
+            return VramContext(hardware.vram_bytes, used, "server")
         return VramContext(None, used, "none")
 
     def refresh(self) -> None:
@@ -115,12 +122,16 @@ class DialogWiring(QObject):
             parent=self._window,
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.set_estimator(self._estimate)
         dialog.load_requested.connect(self._on_dialog_load_requested)
         dialog.use_loaded.connect(self.instance_chosen)
         dialog.finished.connect(lambda _=0, d=dialog: self._forget_dialog(d))
         self.load_dialogs.append(dialog)
         dialog.show()
         return dialog
+
+    async def _estimate(self, request: LoadRequest, embedding: bool) -> ServerEstimate | None:
+        return await self.actions.estimate(request, embedding=embedding)
 
     def _forget_dialog(self, dialog: LoadDialog) -> None:
         if dialog in self.load_dialogs:

@@ -2,14 +2,18 @@
 
 It never holds the client: "Load" emits ``load_requested(LoadRequest)``; the window runs it
 through ``Actions`` and reports back with ``show_started`` / ``show_finished`` / ``show_failed``.
-Closing the dialog does not cancel the load.
+Closing the dialog does not cancel the load. Where the server estimates a load itself (LM Studio's
+SDK channel), ``set_estimator`` gives the dialog a way to ask; its answer shows beside lmgui's
+formula, asked again a moment after the settings stop changing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from PySide6.QtCore import QTimer, Signal
@@ -32,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lmgui.api.records import LoadResult, Model
+from lmgui.api.records import LoadResult, Model, ServerEstimate
 from lmgui.core.actions import LoadRequest
 from lmgui.core.format import human_bytes, human_count
 from lmgui.core.messages import not_applied_sentence
@@ -40,6 +44,11 @@ from lmgui.core.vram import estimate_instance
 from lmgui.ui.widgets import ERROR, WARNING, plain_label
 
 __all__ = ["LoadDialog", "VramContext", "is_moe"]
+
+Estimator = Callable[[LoadRequest, bool], Awaitable[ServerEstimate | None]]
+"""Asks the server's own estimate of a load request (``embedding`` second)."""
+ESTIMATE_DELAY_MS = 300
+"""How long the settings must rest before the server is asked (typing a context length...)."""
 
 CONTEXT_PRESETS = (2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144)
 IDENTIFIER = re.compile(r"^[A-Za-z0-9._/@:-]+$")
@@ -51,7 +60,7 @@ class VramContext:
 
     total_bytes: int | None
     used_bytes: int
-    source: Literal["nvml", "budget", "none"]
+    source: Literal["nvml", "budget", "server", "none"]
 
     @property
     def free_bytes(self) -> int | None:
@@ -100,6 +109,13 @@ class LoadDialog(QDialog):
         self._vram = vram
         self._started: float | None = None
         self._busy = False
+        self._estimator: Estimator | None = None
+        self._estimate_task: asyncio.Task[None] | None = None
+        self._estimated: LoadRequest | None = None
+        """The request the shown server estimate is for (ttl and identifier cleared)."""
+        self._armed: LoadRequest | None = None
+        """The request the estimate timer was last started for: polls refresh the dialog
+        without changing it, and must not keep pushing the question back."""
 
         self.model_box = QComboBox()
         self.model_box.setAccessibleName("Model")
@@ -200,6 +216,13 @@ class LoadDialog(QDialog):
         self.estimate = plain_label()
         self.estimate.setAccessibleName("VRAM estimate")
         self.fit = plain_label()
+        self.server_estimate = plain_label()
+        self.server_estimate.setAccessibleName("LM Studio's estimate")
+        self.server_estimate.hide()
+        self._estimate_timer = QTimer(self)
+        self._estimate_timer.setSingleShot(True)
+        self._estimate_timer.setInterval(ESTIMATE_DELAY_MS)
+        self._estimate_timer.timeout.connect(self._on_estimate_timer_timeout)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
@@ -221,6 +244,7 @@ class LoadDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.loaded_box)
         layout.addWidget(self.estimate)
+        layout.addWidget(self.server_estimate)
         layout.addWidget(self.fit)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -271,6 +295,12 @@ class LoadDialog(QDialog):
 
     def set_vram(self, vram: VramContext) -> None:
         self._vram = vram
+        self._refresh()
+
+    def set_estimator(self, estimator: Estimator | None) -> None:
+        """How to ask the server's own estimate (None: the server gives none)."""
+        self._estimator = estimator
+        self._estimated = self._armed = None
         self._refresh()
 
     def set_models(self, models: list[Model]) -> None:
@@ -391,7 +421,10 @@ class LoadDialog(QDialog):
             self.fit.setStyleSheet("color: palette(mid);")
             self.fit.setText("Free VRAM is unknown: set a VRAM budget in Settings for a fit check.")
         else:
-            where = "measured by NVML" if self._vram.source == "nvml" else "of your VRAM budget"
+            where = {
+                "nvml": "measured by NVML",
+                "server": "of the server's VRAM, as LM Studio surveyed it",
+            }.get(self._vram.source, "of your VRAM budget")
             if est.vram_bytes > free:
                 self.fit.setStyleSheet("color: #b00020;")
                 self.fit.setText(
@@ -401,7 +434,52 @@ class LoadDialog(QDialog):
             else:
                 self.fit.setStyleSheet("color: #1b6e20;")
                 self.fit.setText(f"Fits: about {human_bytes(free)} is free ({where}).")
+        if self._estimator is not None:
+            request = self._estimate_request()
+            if request != self._armed:
+                self._armed = request
+                self._estimate_timer.start()  # again: asked once the settings rest
         self.validate()
+
+    # ------------------------------------------------------------------ the server's estimate
+
+    def _estimate_request(self) -> LoadRequest:
+        return replace(self.request(), ttl_seconds=None, identifier=None)
+
+    def _on_estimate_timer_timeout(self) -> None:
+        request = self._estimate_request()
+        if self._estimator is None or request == self._estimated:
+            return
+        if self._estimate_task is not None:
+            self._estimate_task.cancel()
+        self._estimate_task = asyncio.ensure_future(self._ask_estimate(self._estimator, request))
+
+    async def _ask_estimate(self, estimator: Estimator, request: LoadRequest) -> None:
+        estimate = await estimator(request, self.model.type == "embedding")
+        if request != self._estimate_request():
+            return  # the settings changed meanwhile: the next answer is the one to show
+        self._estimated = request
+        self._show_server_estimate(estimate)
+
+    def _show_server_estimate(self, estimate: ServerEstimate | None) -> None:
+        if estimate is None:
+            self.server_estimate.hide()
+            return
+        text = f"LM Studio's own estimate: {human_bytes(estimate.vram_bytes)} of VRAM"
+        if estimate.passes_guardrails is False:
+            self.server_estimate.setStyleSheet("color: #b00020;")
+            text += "; its guardrails would refuse this load."
+        else:
+            self.server_estimate.setStyleSheet("")
+            text += "; within its guardrails." if estimate.passes_guardrails else "."
+        self.server_estimate.setText(text)
+        self.server_estimate.show()
+
+    def done(self, result: int) -> None:
+        if self._estimate_task is not None:
+            self._estimate_task.cancel()
+        self._estimate_timer.stop()
+        super().done(result)
 
     # ------------------------------------------------------------------ validation and result
 

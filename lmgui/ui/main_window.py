@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lmgui.api.records import Instance, Model
+from lmgui.api.records import Instance, Model, ServerHardware
 from lmgui.core.actions import Actions
 from lmgui.core.format import (
     UNREADABLE_TIP,
@@ -98,18 +98,21 @@ class MainWindow(QMainWindow):
         *,
         server_url: Callable[[], str],
         gpus: Callable[[], list[GpuMemory] | None] = lambda: None,
+        hardware: Callable[[], ServerHardware | None] = lambda: None,
         instance_infos: Callable[[], dict[str, InstanceInfo]] | None = None,
         parent: QWidget | None = None,
     ) -> None:
-        """``gpus`` reads the GPU memory (NVML), once per poll. ``instance_infos`` gives the
-        ledger's facts per instance (offload, TTL), shown as soon as a load or unload finishes;
-        without it they show at the tree's next change."""
+        """``gpus`` reads the GPU memory (NVML), once per poll; ``hardware`` gives the server's
+        VRAM as LM Studio surveyed it, the budget when the user set none. ``instance_infos``
+        gives the ledger's facts per instance (offload, TTL), shown as soon as a load or unload
+        finishes; without it they show at the tree's next change."""
         super().__init__(parent)
         self.tree = tree
         self.poller = poller
         self.settings = settings
         self._server_url = server_url
         self._gpus = gpus
+        self._hardware = hardware
         self.last_gpus: list[GpuMemory] | None = gpus()
         """GPU memory as NVML measured it at the last poll (None: no reader, or no GPU).
 
@@ -192,6 +195,7 @@ class MainWindow(QMainWindow):
             actions,
             settings,
             gpus=lambda: self.last_gpus,
+            hardware=hardware,
             instance_infos=instance_infos,
         )
         self.dialogs.instance_chosen.connect(self.select_instance)
@@ -464,7 +468,9 @@ class MainWindow(QMainWindow):
     def refresh_vram(self) -> None:
         """Show the VRAM figures again (after the budget changed, say) from the tree's estimate
         and the last NVML reading; reads no GPU itself."""
-        self.vram.show_figures(self.tree.total_vram(), self.settings.vram_budget_gb, self.last_gpus)
+        self.vram.show_figures(
+            self.tree.total_vram(), self.settings.vram_budget_gb, self.last_gpus, self._hardware()
+        )
         self.dialogs.refresh()
 
     # ------------------------------------------------------------------ layout persistence

@@ -1,5 +1,6 @@
 """The VRAM bar under the table: lmgui's estimate of what the loaded instances hold, against the
-GPUs' measured total (NVML) or the user's VRAM budget, and the measured figures when there are any.
+GPUs' measured total (NVML), else the user's VRAM budget, else the server's VRAM as LM Studio
+surveyed it, and the measured figures when there are any.
 
 The widget only shows figures it is given; reading NVML is the caller's job (once per poll).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
+from lmgui.api.records import ServerHardware
 from lmgui.core.format import human_bytes
 from lmgui.core.gpu import GpuMemory
 
@@ -42,13 +44,21 @@ class VramBar(QWidget):
         layout.addWidget(self.gpu_label)
 
     def show_figures(
-        self, estimated_bytes: int, budget_gb: float, gpus: list[GpuMemory] | None
+        self,
+        estimated_bytes: int,
+        budget_gb: float,
+        gpus: list[GpuMemory] | None,
+        server: ServerHardware | None = None,
     ) -> None:
-        """The estimate against the GPUs' total when NVML measured them, else the budget."""
+        """The estimate against the GPUs' total when NVML measured them, else the budget, else
+        the server's own VRAM (its hardware survey)."""
+        surveyed = server is not None and not gpus and not budget_gb
         if gpus:
             total = sum(g.total_bytes for g in gpus)
+        elif budget_gb:
+            total = int(budget_gb * 1e9)
         else:
-            total = int(budget_gb * 1e9) if budget_gb else 0
+            total = server.vram_bytes if server is not None else 0
         self.bar.setValue(min(_STEPS, int(estimated_bytes / total * _STEPS)) if total else 0)
         self.bar.setFormat(
             f"{human_bytes(estimated_bytes)} estimated"
@@ -56,10 +66,12 @@ class VramBar(QWidget):
         )
         if gpus:
             self.label.setText("estimate; measured below")
-        elif not budget_gb:
-            self.label.setText("estimate (set a budget in Settings)")
-        else:
+        elif budget_gb:
             self.label.setText("estimate, against your VRAM budget")
+        elif surveyed:
+            self.label.setText("estimate, against the server's VRAM")
+        else:
+            self.label.setText("estimate (set a budget in Settings)")
         if gpus:
             self.gpu_label.setText(
                 "Measured (NVML): "
@@ -68,4 +80,10 @@ class VramBar(QWidget):
                     for g in gpus
                 )
             )
-        self.gpu_label.setVisible(bool(gpus))
+        elif surveyed and server is not None:
+            each = "; ".join(f"{g.name}: {human_bytes(g.vram_bytes)}" for g in server.gpus)
+            self.gpu_label.setText(
+                "The server's GPUs (LM Studio's survey): "
+                + (each or f"{human_bytes(server.vram_bytes)} of VRAM")
+            )
+        self.gpu_label.setVisible(bool(gpus) or surveyed)

@@ -11,6 +11,7 @@ from pytestqt.qtbot import QtBot
 from lmgui.api import LMStudioClient
 from lmgui.core.paths import AppPaths
 from lmgui.qtmodels.model_tree import Column
+from lmgui.sim import Simulator
 from lmgui.ui.load_dialog import LoadDialog
 from tests.conftest import SimFactory
 from tests.gui.conftest import running, wait_for
@@ -60,3 +61,50 @@ async def test_a_load_from_the_dialog_is_applied_by_the_server_and_shown(
                 for _, i in app.poller.snapshot.instances
             )
         )
+
+
+async def test_the_servers_own_vram_and_estimate_guide_a_load_when_no_budget_is_set(
+    qtbot: QtBot, make_sim: SimFactory, paths: AppPaths
+) -> None:
+    sim = make_sim(token=TOKEN, vram_gb=8.0)
+    async with running(qtbot, paths, sim.url, token=TOKEN) as app:
+        assert app.settings.vram_budget_gb == 0  # the user set none
+        bar = app.window.vram
+        # The bar counts against the server's VRAM, as LM Studio surveyed it.
+        await wait_for(lambda: bar.label.text() == "estimate, against the server's VRAM")
+        assert "of 8.0 GB" in bar.bar.format()
+        assert bar.gpu_label.isVisibleTo(app.window)
+        assert "Simulated GPU (lmgui-sim): 8.0 GB" in bar.gpu_label.text()
+
+        dialog = app.window.open_load_dialog("qwen/qwen3.5-9b")
+        assert isinstance(dialog, LoadDialog)
+        dialog.context.setValue(4096)
+        await wait_for(lambda: "within its guardrails" in dialog.server_estimate.text())
+        assert dialog.server_estimate.text().startswith("LM Studio's own estimate: ")
+        assert "of the server's VRAM, as LM Studio surveyed it" in dialog.fit.text()
+        dialog.context.setValue(262144)  # far more KV cache than 8 GB holds
+        await wait_for(lambda: "would refuse this load" in dialog.server_estimate.text())
+        assert not sim.state.instances  # estimates load nothing
+        dialog.reject()
+
+        # A budget of the user's own wins over the survey.
+        app.settings.vram_budget_gb = 24.0
+        app.window.refresh_vram()
+        assert bar.label.text() == "estimate, against your VRAM budget"
+        assert not bar.gpu_label.isVisibleTo(app.window)
+
+
+async def test_without_the_channel_the_dialog_shows_lmguis_estimate_only(
+    qtbot: QtBot, rest_sim: Simulator, paths: AppPaths
+) -> None:
+    async with running(qtbot, paths, rest_sim.url) as app:
+        await wait_for(lambda: app.tree.rowCount() == 15)
+        dialog = app.window.open_load_dialog("qwen/qwen3-4b")
+        assert isinstance(dialog, LoadDialog)
+        dialog.context.setValue(8192)
+        await wait_for(lambda: dialog._estimated is not None)  # the server was asked
+        assert dialog.server_estimate.isHidden()
+        assert dialog.estimate.text().startswith("Estimated memory: ")
+        assert dialog.fit.text().startswith("Free VRAM is unknown")
+        assert app.window.vram.label.text() == "estimate (set a budget in Settings)"
+        dialog.reject()
