@@ -42,26 +42,49 @@ def save(widget: QWidget, name: str) -> None:
 async def main() -> int:
     with tempfile.TemporaryDirectory() as home:
         app = LmguiApp(AppPaths.under(Path(home)), demo=True, poll_ms=300)
-        app.settings.vram_budget_gb = 24.0
+        # No VRAM budget of the user's: the bar counts against the server's own survey.
         w = app.window
         w.resize(1400, 640)
         w.show()
         app.poller.start()
         try:
             await until(lambda: app.tree.rowCount() > 0)
-            # A load lmgui asked for, with a TTL the server does not take (lmgui enforces it).
+            # Loads lmgui asked for over LM Studio's SDK channel: GPU offload, the server's TTL
+            # and an identifier, all applied by the server.
             await app.actions.load(
                 LoadRequest("qwen/qwen3-4b", context_length=8192, ttl_seconds=1800)
             )
-            await until(lambda: app.tree.instance_index("qwen/qwen3-4b").isValid())
-            w.select_instance("qwen/qwen3-4b")
+            await app.actions.load(
+                LoadRequest(
+                    "qwen/qwen3.5-9b",
+                    context_length=16384,
+                    gpu=0.5,
+                    ttl_seconds=300,
+                    identifier="my-qwen",
+                )
+            )
+            await until(lambda: app.tree.instance_index("my-qwen").isValid())
+            # Another client chats with it: "generating" in the table.
+            other = asyncio.ensure_future(
+                app.client.chat("my-qwen", "Tell me about lighthouses.", store=False)
+            )
+            await until(
+                lambda: any(
+                    i.id == "my-qwen" and i.status == "generating"
+                    for _, i in app.poller.snapshot.instances
+                )
+            )
+            w.select_instance("my-qwen")
             await asyncio.sleep(0.3)
             save(w, "main-window.png")
+            other.cancel()
+            await asyncio.gather(other, return_exceptions=True)
 
             load = w.open_load_dialog("openai/gpt-oss-20b")
             assert load is not None
             load.context.setValue(32768)
             load.ttl_on.setChecked(True)
+            await until(lambda: bool(load.server_estimate.text()))  # LM Studio's own estimate
             await asyncio.sleep(0.2)
             save(load, "load-dialog.png")
             load.close()
