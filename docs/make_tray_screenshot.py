@@ -42,6 +42,17 @@ async def main() -> int:
         runner = asyncio.ensure_future(app.run(minimized=True))
         await until(lambda: app.tray.icon.geometry().x() > 0 and bool(app.tree.models()))
         await app.actions.load(LoadRequest("qwen/qwen3-4b", context_length=8192, ttl_seconds=3600))
+        await app.actions.load(
+            LoadRequest("qwen/qwen3.5-9b", gpu=0.5, ttl_seconds=300, identifier="my-qwen")
+        )
+        # Another client chats with it: the menu shows it generating.
+        other = asyncio.ensure_future(app.client.chat("my-qwen", "Tell me a story.", store=False))
+        await until(
+            lambda: any(
+                i.id == "my-qwen" and i.status == "generating"
+                for _, i in app.poller.snapshot.instances
+            )
+        )
         await asyncio.sleep(0.5)
         icon = app.tray.icon.geometry()
         click = await asyncio.create_subprocess_exec(
@@ -58,6 +69,8 @@ async def main() -> int:
         shot.save(str(DOCS / "tray-menu.png"))
         print("wrote", DOCS / "tray-menu.png")
         app.tray.menu.hide()
+        other.cancel()
+        await asyncio.gather(other, return_exceptions=True)
         app.quit()
         await runner
     return 0
