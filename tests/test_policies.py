@@ -255,9 +255,10 @@ def test_the_tray_shows_the_servers_countdown_and_who_is_answering() -> None:
         now=NOW,
     )
     one, two, three, four = state.instances
-    assert (one.ttl_left, four.ttl_left, two.ttl_left) == (280.0, 100.0, None)
+    # Busy: the server's idle clock has not started, so its whole TTL is left.
+    assert (one.ttl_left, four.ttl_left, two.ttl_left) == (300.0, 100.0, None)
     assert (one.busy, two.busy, three.busy, four.busy) == (True, True, False, False)
-    assert one.label == "qwen-1  (8k ctx, 2.7 GB) ● generating, unloads in 4:40"
+    assert one.label == "qwen-1  (8k ctx, 2.7 GB) ● generating, TTL 5:00 once idle"
     assert two.label == "q:2  (8k ctx, 2.7 GB) ● reading prompt"  # queued counts it too
     assert three.label.startswith("q:3  (8k ctx, ") and "●" not in three.label
     assert four.label.endswith(", unloads in 1:40")

@@ -128,10 +128,11 @@ class Instance(msgspec.Struct, frozen=True, gc=False):
     """Requests in its queue, the one in progress included (as LM Studio counts them)."""
 
     def ttl_left(self, now: float) -> float | None:
-        """Seconds until the server unloads it if nobody uses it (as ``lms ps`` computes it)."""
+        """Seconds until the server unloads it if nobody uses it (as ``lms ps`` computes it);
+        the whole TTL while it is busy: its idle time starts when the work ends."""
         if self.ttl_seconds is None:
             return None
-        if self.last_used is None:
+        if self.last_used is None or self.busy:
             return self.ttl_seconds
         return max(0.0, self.ttl_seconds - (now - self.last_used))
 

@@ -58,13 +58,16 @@ class TrayInstance:
 
     @property
     def label(self) -> str:
-        """Its menu line: "qwen-1  (8k ctx, 3.3 GB) ● generating, unloads in 4:40". The dot
-        makes an instance that is answering stand out in a list of idle ones."""
+        """Its menu line: "qwen-1  (8k ctx, 3.3 GB) unloads in 4:40", or "... ● generating,
+        TTL 5:00 once idle" while busy. The dot makes an instance that is answering stand out
+        in a list of idle ones."""
         vram = UNREADABLE if self.vram_bytes is None else human_bytes(self.vram_bytes)
         text = f"{self.instance_id}  ({human_count(self.context_length)} ctx, {vram})"
         if self.activity is not None:
             text += f" ● {self.activity}"
-        if self.ttl_left is not None:
+            if self.ttl_left is not None:  # busy: the idle clock has not started
+                text += f", TTL {human_duration(self.ttl_left)} once idle"
+        elif self.ttl_left is not None:
             text += f", unloads in {human_duration(self.ttl_left)}"
         return text
 

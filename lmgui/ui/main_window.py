@@ -533,10 +533,11 @@ def _server_facts(inst: Instance, now: float) -> list[str]:
         lines.append(f"GPU offload: {gpu_offload_text(inst.gpu_offload)}")
     if inst.ttl_seconds is not None:
         left = inst.ttl_left(now)
-        lines.append(
-            f"server TTL: {human_duration(inst.ttl_seconds)}"
-            + (f" (unloads in {human_duration(left)} if idle)" if left is not None else "")
-        )
+        if inst.busy:
+            when = " (counts down once it is idle)"
+        else:
+            when = f" (unloads in {human_duration(left)} if idle)" if left is not None else ""
+        lines.append(f"server TTL: {human_duration(inst.ttl_seconds)}{when}")
     if inst.last_used is not None:
         lines.append(f"last used: {local_time(inst.last_used, now)}")
     words = status_words(inst.status)

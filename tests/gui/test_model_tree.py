@@ -404,7 +404,8 @@ def test_what_the_server_reports_of_an_instance_shows_in_its_row(
 
     assert cell(Column.GPU) == "50 %"
     assert cell(Column.STATUS) == "generating (+1 queued)"  # LM Studio counts the current one
-    assert cell(Column.TTL) == "4:40"  # the server's countdown: no "(lmgui)"
+    # The server's TTL, no "(lmgui)"; all of it while busy: the idle clock starts afterwards.
+    assert cell(Column.TTL) == "5:00"
     assert "server unloads it after 5:00 idle" in cell(Column.TTL, Qt.ItemDataRole.ToolTipRole)
     # Generating stands out: bold and coloured, in its Status cell only.
     assert cell(Column.STATUS, Qt.ItemDataRole.FontRole).bold()
@@ -420,7 +421,7 @@ def test_what_the_server_reports_of_an_instance_shows_in_its_row(
         "Estimated for GPU offload 50%"
     )
 
-    # Between polls the server's countdown ticks on, like lmgui's: only the TTL cell changes.
+    # While it answers, its idle clock has not started: a tick between polls changes nothing.
     assert tree._tick.isActive()
     written: list[int] = []
     tree.dataChanged.connect(
@@ -428,11 +429,9 @@ def test_what_the_server_reports_of_an_instance_shows_in_its_row(
     )
     wall.now += 10
     tree._on_tick()
-    assert cell(Column.TTL) == "4:30"
-    assert written == [Column.TTL]
+    assert cell(Column.TTL) == "5:00" and written == []
 
     # The answer ends: one poll, and only the cells it changes are written.
-    written.clear()
     catalog = [
         model(
             "qwen/qwen3-4b",
@@ -444,7 +443,14 @@ def test_what_the_server_reports_of_an_instance_shows_in_its_row(
     assert not cell(Column.STATUS, Qt.ItemDataRole.FontRole)
     assert cell(Column.STATUS, Qt.ItemDataRole.ForegroundRole) is None
     assert cell(Column.TTL) == "5:00"
-    assert sorted(set(written)) == [Column.NAME, Column.TTL, Column.STATUS]  # NAME: the record
+    assert sorted(set(written)) == [Column.NAME, Column.STATUS]  # NAME: the record
+
+    # Idle, the server's countdown ticks on between polls, like lmgui's: only the TTL cell.
+    written.clear()
+    wall.now += 30
+    tree._on_tick()
+    assert cell(Column.TTL) == "4:30"
+    assert written == [Column.TTL]
 
 
 @pytest.mark.parametrize(

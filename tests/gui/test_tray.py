@@ -164,7 +164,7 @@ def test_an_instance_answering_right_now_stands_out_in_the_menu(qapp: object) ->
     tray.rebuild()
     assert texts(tray.menu)[:3] == [
         "2 loaded · about 3.6 GB VRAM · 1 generating",
-        "qwen-1  (8k ctx, 3.3 GB) ● generating (+1 queued), unloads in 4:40",
+        "qwen-1  (8k ctx, 3.3 GB) ● generating (+1 queued), TTL 4:40 once idle",
         "google/gemma-3-270m:2  (4k ctx, 340.0 MB)",
     ]
     assert tooltip(state).splitlines()[1] == "2 instances loaded, 1 generating"
