@@ -30,6 +30,7 @@ from lmgui.core.autostart import Autostart
 from lmgui.core.chat_store import AsyncChatStore
 from lmgui.core.connection import ServerConnection
 from lmgui.core.format import busy_unload_question
+from lmgui.core.launcher import APP_ID
 from lmgui.core.ledger import InstanceLedger
 from lmgui.core.notices import Notice, NotificationPolicy
 from lmgui.core.notify import Notifier
@@ -492,12 +493,12 @@ def run_gui(args: argparse.Namespace, paths: AppPaths | None = None) -> int:
     assert isinstance(qt_app, QApplication)
     qt_app.setApplicationName("lmgui")
     qt_app.setApplicationDisplayName("lmgui")
-    qt_app.setDesktopFileName("lmgui")
-    qt_app.setWindowIcon(app_icon())
+    qt_app.setDesktopFileName(APP_ID)  # the launcher's lmgui.desktop: its icon on Wayland
     install_excepthook(log_path)
 
     async def main() -> int:
         try:
+            qt_app.setWindowIcon(app_icon())  # an installation without its icons stops here
             app = LmguiApp(
                 paths,
                 server=getattr(args, "server", None),

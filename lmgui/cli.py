@@ -1,4 +1,5 @@
-"""The ``lmgui`` command line: ``ls``, ``ps``, ``load``, ``unload``, ``chat``, ``download``.
+"""The ``lmgui`` command line: ``ls``, ``ps``, ``load``, ``unload``, ``chat``, ``download``, and
+``desktop-entry`` (the launcher in the desktop's menu).
 
 It mirrors ``lms`` and the scripts people write around LM Studio, over the same client the GUI
 uses. Errors exit non-zero with one clear line, never a traceback.
@@ -14,6 +15,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 import traceback
@@ -56,6 +58,7 @@ from lmgui.core.format import (
     status_text,
 )
 from lmgui.core.instances import InstanceInfo
+from lmgui.core.launcher import DesktopEntry, lmgui_command, xdg_desktop
 from lmgui.core.ledger import InstanceLedger
 from lmgui.core.messages import (
     loaded_sentence,
@@ -222,7 +225,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("download-status", parents=[common], help="status of a download job")
     st.add_argument("job_id")
+
+    de = sub.add_parser(
+        "desktop-entry",
+        help="add lmgui to the desktop's application menu, or take it away (Linux, BSD)",
+        description="Write (install) or delete (remove) lmgui's launcher and icon under "
+        "$XDG_DATA_HOME (default ~/.local/share). The launcher runs this installation's lmgui "
+        "by its absolute path.",
+    )
+    de.add_argument("action", choices=["install", "remove"])
     return p
+
+
+def desktop_entry(action: str, out: TextIO, err: TextIO) -> int:
+    """``lmgui desktop-entry install|remove``: no server, no event loop."""
+    if not xdg_desktop():
+        err.write(
+            "lmgui: desktop-entry writes a freedesktop.org launcher, which only Linux and BSD "
+            "desktops read; start lmgui from its command here (Settings can start it on login).\n"
+        )
+        return EXIT_USAGE
+    entry = DesktopEntry.default()
+    try:
+        if action == "install":
+            command = lmgui_command()
+            entry.install(command)
+            out.write(
+                f"Installed the launcher {entry.launcher} (it runs {shlex.join(command)}) "
+                f"and its icon {entry.icon}.\n"
+            )
+        elif removed := entry.remove():
+            out.write(f"Removed {' and '.join(map(str, removed))}.\n")
+        else:
+            out.write(f"No lmgui launcher was installed in {entry.data_home}.\n")
+    except OSError as exc:
+        err.write(f"lmgui: could not {action} the launcher: {str(exc).rstrip('.')}.\n")
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------- commands
@@ -614,6 +653,8 @@ def main(
         from lmgui.app import run_gui  # Qt only for the window, never for the commands
 
         return run_gui(args, paths)
+    if args.command == "desktop-entry":
+        return desktop_entry(args.action, out, err)
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="lmgui: %(message)s",

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import plistlib
-import shlex
 import sys
 from pathlib import Path
+
+from lmgui.core.launcher import desktop_string, exec_line, lmgui_command
 
 __all__ = ["Autostart"]
 
@@ -49,8 +50,9 @@ else:
 
 
 def _command() -> list[str]:
-    """How to start this lmgui, minimized to the tray."""
-    return [sys.executable, "-m", "lmgui", "--minimized"]
+    """How to start this lmgui, minimized to the tray: its own executable, by absolute path
+    (a pipx or uv tool install's lmgui is not on a login session's PATH)."""
+    return [*lmgui_command(), "--minimized"]
 
 
 class Autostart:
@@ -101,7 +103,8 @@ class Autostart:
             "Type=Application\n"
             f"Name={APP}\n"
             "Comment=LM Studio model manager, in the tray\n"
-            f"Exec={shlex.join(cmd)}\n"
+            f"TryExec={desktop_string(cmd[0])}\n"
+            f"Exec={exec_line(cmd)}\n"
             "Icon=lmgui\n"
             "Terminal=false\n"
             "X-GNOME-Autostart-enabled=true\n",

@@ -1,44 +1,44 @@
-"""Icons: the SVGs in the repository's resources/icons, or a drawn stand-in when absent."""
+"""Icons: the SVGs shipped in the package (resources/icons, installed as lmgui.resources).
+
+A missing or undrawable icon raises: it is a packaging bug for the tests to catch, never hidden
+behind a stand-in.
+"""
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+from PySide6.QtGui import QIcon
 
-__all__ = ["ICON_DIR", "app_icon", "state_icon"]
+from lmgui.core.package_data import resource_path
 
-ICON_DIR = Path(__file__).resolve().parents[2] / "resources" / "icons"
+__all__ = ["ICON_NAMES", "app_icon", "icon_path", "state_icon"]
 
-_FALLBACK_COLOURS = {
-    "app": "#2b3a67",
-    "state-offline": "#d64545",
-    "state-idle": "#9aa3b5",
-    "state-loaded": "#3fb950",
-    "state-loading": "#e3a21a",
-    "refresh": "#2f7fc1",
-    "load": "#3fb950",
-    "unload": "#d64545",
-}
+ICON_NAMES = (
+    "app",
+    "state-offline",
+    "state-idle",
+    "state-loaded",
+    "state-loading",
+    "refresh",
+    "load",
+    "unload",
+)
+"""Every icon lmgui shows: the app, the tray's four states, the toolbar's actions."""
+
+
+def icon_path(name: str) -> Path:
+    return resource_path("icons", f"{name}.svg")
 
 
 @cache
 def state_icon(name: str) -> QIcon:
-    path = ICON_DIR / f"{name}.svg"
-    if path.exists():
-        return QIcon(str(path))
-    # An installed wheel has no resources/ folder: draw a plain disc in the icon's colour.
-    pix = QPixmap(64, 64)
-    pix.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(pix)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.setBrush(QColor(_FALLBACK_COLOURS.get(name, "#888888")))
-    painter.setPen(Qt.PenStyle.NoPen)
-    painter.drawEllipse(6, 6, 52, 52)
-    painter.end()
-    return QIcon(pix)
+    path = icon_path(name)
+    icon = QIcon(str(path))
+    if icon.pixmap(16, 16).isNull():
+        raise RuntimeError(f"Qt cannot draw lmgui's icon {path}: is PySide6's SVG support missing?")
+    return icon
 
 
 def app_icon() -> QIcon:

@@ -18,6 +18,7 @@ from lmgui.app import LOADING_POLL_MS, LmguiApp
 from lmgui.core.actions import LoadRequest
 from lmgui.core.autostart import Autostart
 from lmgui.core.gpu import GpuMemory
+from lmgui.core.launcher import lmgui_command
 from lmgui.core.notify import Notifier
 from lmgui.core.paths import AppPaths
 from lmgui.core.poller import ConnectionState
@@ -26,6 +27,7 @@ from lmgui.sim import Simulator
 from lmgui.ui.tray import TrayController, TrayInstance, TrayState, icon_name, tooltip
 from tests.conftest import SimFactory
 from tests.gui.conftest import running, wait_for
+from tests.xdg import parse_exec, read_entry
 
 STATE = TrayState(
     server="http://127.0.0.1:1234",
@@ -332,8 +334,11 @@ def test_autostart_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     linux = Autostart("linux", home=tmp_path)
     assert linux.supported and not linux.is_enabled()
     linux.enable()
-    text = (tmp_path / "config" / "autostart" / "lmgui.desktop").read_text()
-    assert "[Desktop Entry]" in text and "-m lmgui --minimized" in text
+    keys = read_entry(tmp_path / "config" / "autostart" / "lmgui.desktop")
+    # This installation's lmgui by its absolute path, as the launcher (a pipx or uv tool lmgui
+    # is not on a login session's PATH).
+    assert parse_exec(keys["Exec"]) == [*lmgui_command(), "--minimized"]
+    assert keys["TryExec"] == lmgui_command()[0] and Path(keys["TryExec"]).is_absolute()
     assert linux.is_enabled()
     linux.disable()
     assert not linux.is_enabled()
