@@ -105,6 +105,10 @@ class AppPaths:
         """Where lmgui keeps what it knows of one server's instances (core/ledger.py)."""
         return self.state_dir / f"instances-{server_slug(server_url)}.json"
 
+    def snapshots(self, server_url: str) -> Path:
+        """Where lmgui keeps one server's saved loaded sets (core/saved_sets.py): user data."""
+        return self.data_dir / f"snapshots-{server_slug(server_url)}.json"
+
     def tighten(self) -> None:
         """Narrow lmgui's existing folders to 0700 and files to 0600 (POSIX); never fails."""
         if not _POSIX:
