@@ -45,16 +45,19 @@ from lmgui.api.events import (
     ReasoningEnd,
 )
 from lmgui.api.records import Instance, Model
+from lmgui.core import saved_sets
 from lmgui.core.format import (
     NOT_SAID,
     UNREADABLE,
     UNREADABLE_TIP,
+    busy_unload_question,
     capabilities,
     field_text,
     gpu_offload_text,
     human_bytes,
     human_count,
     human_duration,
+    local_time,
     status_text,
 )
 from lmgui.core.instances import InstanceInfo
@@ -69,8 +72,18 @@ from lmgui.core.messages import (
 from lmgui.core.paths import AppPaths, open_private
 from lmgui.core.requests import LoadRequest
 from lmgui.core.responses import LastResponses
+from lmgui.core.saved_sets import (
+    FREEING,
+    SavedInstance,
+    SavedSet,
+    SavedSetStore,
+    check_name,
+    plan_room,
+    room_candidates,
+    saved_set_of,
+)
 from lmgui.core.secrets import TokenStore
-from lmgui.core.vram import estimate_loaded
+from lmgui.core.vram import estimate_instance, estimate_loaded
 
 __all__ = ["main"]
 
@@ -192,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     kv.add_argument("--kv-on-gpu", dest="kv_on_gpu", action="store_true", default=None)
     kv.add_argument("--no-kv-on-gpu", dest="kv_on_gpu", action="store_false")
 
+    load.add_argument(
+        "--make-room",
+        action="store_true",
+        help="when it would not fit in the server's VRAM, unload idle instances first "
+        "(least recently used first; never a busy or pinned one)",
+    )
+
     unload = sub.add_parser("unload", parents=[common], help="unload instances")
     target = unload.add_mutually_exclusive_group(required=True)
     target.add_argument("instance_id", nargs="?", metavar="INSTANCE_ID")
@@ -217,6 +237,33 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--stream", action="store_true", help="print tokens as they arrive")
     chat.add_argument("--unload-after", action="store_true", help="unload the instance afterwards")
     chat.add_argument("--log", metavar="PATH", help="append requests and responses as JSON lines")
+
+    snap = sub.add_parser(
+        "snapshot",
+        help="save the loaded set under a name, restore it later",
+        description="A snapshot is every loaded instance with its identifier and load settings. "
+        "Restoring loads what is missing, in order, and never unloads anything.",
+    )
+    snap_sub = snap.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, text in (
+        ("save", "save what is loaded now as NAME (replacing a snapshot of that name)"),
+        ("restore", "load what of NAME is not loaded"),
+        ("rm", "forget the snapshot NAME"),
+    ):
+        snap_sub.add_parser(action, parents=[common], help=text).add_argument(
+            "name", metavar="NAME"
+        )
+    snap_sub.add_parser("ls", parents=[common], help="list the snapshots of this server")
+    free = sub.add_parser(
+        "free",
+        parents=[common],
+        help=f'save what is loaded as "{FREEING}" and unload it all (pinned instances stay)',
+    )
+    free.add_argument("--force", action="store_true", help="unload busy instances too")
+    restore_cmd = sub.add_parser(
+        "restore", parents=[common], help='load again what "free" unloaded (or a snapshot NAME)'
+    )
+    restore_cmd.add_argument("name", metavar="NAME", nargs="?", default=FREEING)
 
     dl = sub.add_parser("download", parents=[common], help="download a model")
     dl.add_argument("model", help="catalog id or Hugging Face URL")
@@ -406,9 +453,13 @@ class Cli:
             offload_kv_cache_to_gpu=a.kv_on_gpu,
             parallel=a.parallel,
         )
+        made_room = await self._make_room(c, request) if a.make_room else []
         result = await c.load(a.model, **request.client_kwargs())
         if self.json:
-            emit_json(result, self.out)
+            body = msgspec.to_builtins(result)
+            if a.make_room:
+                body["unloaded_to_make_room"] = made_room
+            emit_json(body, self.out)
         else:
             self.out.write(loaded_sentence(a.model, result) + "\n")
         if result.not_applied:
@@ -446,6 +497,165 @@ class Cli:
                 self.out.write(f"Unloaded {iid}.\n")
         else:
             self.note("Nothing was loaded.")
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _store(self, c: LMStudioClient) -> SavedSetStore:
+        return SavedSetStore(self.paths.snapshots(c.base_url))
+
+    def _infos(self, c: LMStudioClient) -> dict[str, InstanceInfo]:
+        return InstanceLedger(self.paths.ledger(c.base_url)).infos()
+
+    async def snapshot(self, c: LMStudioClient) -> None:
+        a = self.args
+        store = self._store(c)
+        if a.action == "ls":
+            sets = store.all()
+            if self.json:
+                emit_json([s.to_dict() for s in sets], self.out)
+            elif not sets:
+                self.note("No snapshots yet: lmgui snapshot save NAME keeps what is loaded.")
+            else:
+                rows = [["NAME", "SAVED", "INSTANCES"]]
+                for saved in sets:
+                    ids = ", ".join(i.identifier for i in saved.instances) or "(none)"
+                    rows.append([saved.name, local_time(saved.saved_at), ids])
+                table(rows, self.out)
+            return
+        try:
+            name = check_name(a.name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if a.action == "rm":
+            if not store.remove(name):
+                raise UsageError(f'There is no snapshot called "{name}" (lmgui snapshot ls).')
+            self.out.write(f'Forgot the snapshot "{name}".\n')
+        elif a.action == "save":
+            models = await with_retries(functools.partial(c.list_models, with_truth=True))
+            saved = saved_set_of(name, c.base_url, models, self._infos(c))
+            self._keep(store, saved)
+            if self.json:
+                emit_json(saved.to_dict(), self.out)
+            else:
+                n = len(saved.instances)
+                self.out.write(f'Saved {n} instance(s) as "{name}".\n')
+        else:
+            await self._restore(c, store, name)
+
+    def _keep(self, store: SavedSetStore, saved: SavedSet) -> None:
+        try:
+            store.save(saved)
+        except OSError as exc:
+            raise UsageError(
+                f"Cannot save the snapshot to {store.path}: {exc.strerror or exc}."
+            ) from None
+
+    async def restore(self, c: LMStudioClient) -> None:
+        await self._restore(c, self._store(c), check_name(self.args.name))
+
+    async def _restore(self, c: LMStudioClient, store: SavedSetStore, name: str) -> None:
+        saved = store.get(name)
+        if saved is None:
+            raise UsageError(f'There is no snapshot called "{name}" (lmgui snapshot ls).')
+
+        def step(n: int, total: int, entry: SavedInstance) -> None:
+            if not self.json:
+                self.note(f"Loading {entry.identifier} ({n + 1} of {total})…")
+
+        summary = await saved_sets.restore(c, saved, on_step=step)
+        if self.json:
+            emit_json(
+                {
+                    "snapshot": name,
+                    "loaded": [e.identifier for e, _ in summary.loaded],
+                    "already_loaded": [e.identifier for e in summary.already],
+                    "failed": [{"id": e.identifier, "reason": why} for e, why in summary.failed],
+                },
+                self.out,
+            )
+        else:
+            self.out.write(summary.sentence() + "\n")
+        if summary.failed:
+            raise ApiError(f"{len(summary.failed)} of the snapshot's instances did not load.")
+
+    async def free(self, c: LMStudioClient) -> None:
+        store = self._store(c)
+        pins = store.pinned()
+        if not self.args.force:
+            models = await with_retries(functools.partial(c.list_models, with_truth=True))
+            busy = [i for m in models for i in m.instances if i.busy and i.id not in pins]
+            question = busy_unload_question(busy)
+            if question is not None:
+                said = question.rpartition(";")[0]
+                raise UsageError(f"{said}: lmgui free --force unloads busy instances too.")
+        try:
+            summary = await saved_sets.free(c, store, infos=self._infos(c), keep=pins)
+        except OSError as exc:
+            raise UsageError(
+                f"Cannot save the loaded set to {store.path} ({exc.strerror or exc}); "
+                "nothing was unloaded."
+            ) from None
+        if self.json:
+            emit_json(
+                {
+                    "snapshot": summary.saved.name,
+                    "unloaded": summary.unloaded,
+                    "kept": sorted(pins),
+                    "failed": [{"id": i, "reason": why} for i, why in summary.failed],
+                },
+                self.out,
+            )
+        else:
+            self.out.write(summary.sentence() + "\n")
+        if summary.failed:
+            raise ApiError(still_loaded_sentence([i for i, _ in summary.failed]))
+
+    async def _make_room(self, c: LMStudioClient, request: LoadRequest) -> list[str]:
+        """Unload what the planner picks so ``request`` fits; the identifiers unloaded."""
+        models = await with_retries(functools.partial(c.list_models, with_truth=True))
+        model = next((m for m in models if m.key == request.model_key), None)
+        if model is None:
+            raise UsageError(f"The server has no model with the key {request.model_key!r}.")
+        hardware = await c.server_hardware()
+        if hardware is None:
+            raise UsageError(
+                "lmgui cannot tell how much VRAM the server has (it gives no hardware survey), "
+                "so it cannot make room; load without --make-room."
+            )
+        kwargs = request.client_kwargs()
+        del kwargs["ttl"], kwargs["identifier"]
+        theirs = await c.estimate_load(
+            request.model_key, embedding=model.type == "embedding", **kwargs
+        )
+        gpu = request.gpu_fraction
+        needed = (
+            theirs.vram_bytes
+            if theirs is not None
+            else estimate_instance(
+                model,
+                context_length=request.context_length,
+                gpu_fraction=1.0 if gpu is None else gpu,
+                kv_on_gpu=request.offload_kv_cache_to_gpu,
+            ).vram_bytes
+        )
+        cands = room_candidates(models, self._infos(c), self._store(c).pinned())
+        free_bytes = max(0, hardware.vram_bytes - sum(x.vram_bytes for x in cands))
+        plan = plan_room(needed, free_bytes, cands)
+        if not plan.enough:
+            raise UsageError(
+                f"{request.model_key} needs about {human_bytes(needed)} of VRAM and even "
+                f"unloading every idle, unpinned instance frees only "
+                f"{human_bytes(free_bytes + plan.freed_bytes)}; nothing was unloaded."
+            )
+        done = []
+        for cand in plan.unload:
+            await c.unload(cand.instance_id)
+            done.append(cand.instance_id)
+        if done and not self.json:
+            self.note(
+                f"Unloaded {', '.join(done)} to make room (about {human_bytes(plan.freed_bytes)})."
+            )
+        return done
 
     async def chat(self, c: LMStudioClient) -> None:
         a = self.args

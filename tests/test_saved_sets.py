@@ -132,7 +132,13 @@ def test_the_store_keeps_snapshots_privately_and_replaces_by_name(tmp_path: Path
     assert [s.name for s in store.all()] == ["evening", "morning"]
     assert store.get("evening") == SavedSet("evening", "http://a", 3.0, ())
     assert SavedSetStore(store.path).get("morning") == two  # survives a restart
+    store.set_pinned("x", True)
+    store.save(SavedSet("night", "http://a", 4.0, ()))
+    assert store.pinned() == {"x"}  # pins survive saving snapshots
     assert store.remove("morning") and not store.remove("morning")
+    assert store.pinned() == {"x"}
+    store.set_pinned("x", False)
+    assert store.pinned() == set() and store.get("night") is not None
     if os.name == "posix":
         assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
         assert stat.S_IMODE(store.path.parent.stat().st_mode) == 0o700

@@ -176,15 +176,36 @@ class SavedSetStore:
 
     def _read(self) -> tuple[list[SavedSet], bool]:
         """The snapshots, and whether the file was there but unreadable."""
+        raw, unreadable = self._raw()
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
             sets = [SavedSet.from_dict(d) for d in raw.get("snapshots", ())]
-        except FileNotFoundError:
-            return [], False
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("cannot read the snapshots in %s: %s", self.path, exc)
             return [], True
-        return sorted(sets, key=lambda s: s.saved_at, reverse=True), False
+        return sorted(sets, key=lambda s: s.saved_at, reverse=True), unreadable
+
+    def _raw(self) -> tuple[dict[str, Any], bool]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}, False
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read the snapshots in %s: %s", self.path, exc)
+            return {}, True
+        if not isinstance(raw, dict):
+            log.warning("cannot read the snapshots in %s: not an object", self.path)
+            return {}, True
+        return raw, False
+
+    def pinned(self) -> set[str]:
+        """The instances the user pinned: never unloaded to free the GPU or make room."""
+        pins = self._raw()[0].get("pinned", [])
+        return {p for p in pins if isinstance(p, str)} if isinstance(pins, list) else set()
+
+    def set_pinned(self, identifier: str, pinned: bool) -> None:
+        pins = self.pinned()
+        pins = pins | {identifier} if pinned else pins - {identifier}
+        self._write(self.all(), pins)
 
     def get(self, name: str) -> SavedSet | None:
         name = name.strip()
@@ -197,22 +218,24 @@ class SavedSetStore:
         if unreadable:
             # Never overwrite a file lmgui could not read: keep it beside, for the user.
             self.path.replace(self.path.with_suffix(f".unreadable-{int(time.time())}.json"))
-        self._write([saved, *others][:MAX_SETS])
+        pins = self.pinned()
+        self._write([saved, *others][:MAX_SETS], pins)
 
     def remove(self, name: str) -> bool:
         sets = self.all()
         kept = [s for s in sets if s.name != name.strip()]
         if len(kept) == len(sets):
             return False
-        self._write(kept)
+        self._write(kept, self.pinned())
         return True
 
-    def _write(self, sets: Sequence[SavedSet]) -> None:
+    def _write(self, sets: Sequence[SavedSet], pinned: set[str]) -> None:
         private_dir(self.path.parent)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".snapshots-")
+        body = {"snapshots": [s.to_dict() for s in sets], "pinned": sorted(pinned)}
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"snapshots": [s.to_dict() for s in sets]}, f, indent=1)
+                json.dump(body, f, indent=1)
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
