@@ -13,6 +13,7 @@ import logging.handlers
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -24,7 +25,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from lmgui.api.client import LMStudioClient, check_base_url, display_url
 from lmgui.api.limits import Deadlines
-from lmgui.api.records import LoadResult
+from lmgui.api.records import Instance, LoadResult
 from lmgui.core.actions import Actions, LoadRequest
 from lmgui.core.autostart import Autostart
 from lmgui.core.chat_store import AsyncChatStore
@@ -36,9 +37,11 @@ from lmgui.core.notices import Notice, NotificationPolicy
 from lmgui.core.notify import Notifier
 from lmgui.core.paths import AppPaths, PrivateRotatingFileHandler
 from lmgui.core.poller import Poller, PollStatus
+from lmgui.core.saved_sets import SavedSetStore
 from lmgui.core.secrets import TokenStore
 from lmgui.core.settings import Settings, SettingsValues
 from lmgui.core.snapshot import Snapshot, SnapshotDiff
+from lmgui.core.snapshot_actions import SnapshotActions
 from lmgui.core.tasks import TaskSet
 from lmgui.core.tray_state import TrayState, build_tray_state
 from lmgui.qtmodels.model_tree import ModelTreeModel
@@ -46,6 +49,7 @@ from lmgui.ui.chat_pane import ChatPane
 from lmgui.ui.icons import app_icon
 from lmgui.ui.main_window import MainWindow
 from lmgui.ui.settings_dialog import SettingsDialog
+from lmgui.ui.snapshot_menu import SnapshotMenu
 from lmgui.ui.tray import TrayController
 
 __all__ = ["LmguiApp", "run_gui"]
@@ -96,6 +100,12 @@ class LmguiApp(QObject):
         self.tasks = TaskSet("lmgui", self._say)
         self._switch_lock = asyncio.Lock()
         self.actions = Actions(lambda: self.conn, parent=self, report=self._say)
+        self.snapshots = SnapshotActions(
+            lambda: self.conn,
+            lambda conn: SavedSetStore(self.paths.snapshots(conn.url)),
+            self.actions,
+            parent=self,
+        )
         self.tree = ModelTreeModel(self)
         self.window = MainWindow(
             self.tree,
@@ -117,6 +127,12 @@ class LmguiApp(QObject):
             on_used=lambda instance_id: self.ledger.touch(instance_id),
         )
         self.window.set_chat_pane(self.chat)
+        self.snapshot_menu = SnapshotMenu(
+            self.window, self.snapshots, free_gpu=self.free_gpu, say=self._say
+        )
+        self.window.menuBar().insertMenu(
+            self.window.commands.view_menu.menuAction(), self.snapshot_menu
+        )
         self.closed = asyncio.Event()
         self.first_poll = asyncio.Event()
         self.notifier = Notifier(self.settings.notify, parent=self)
@@ -145,6 +161,12 @@ class LmguiApp(QObject):
         self.tray.pause_toggled.connect(self.set_paused)
         self.tray.notifications_paused_toggled.connect(self._on_tray_notifications_paused)
         self.tray.quit_requested.connect(self.quit)
+        self.tray.free_requested.connect(self.free_gpu)
+        self.tray.restore_requested.connect(lambda: self.snapshots.restore())
+        self.tray.pin_toggled.connect(self.snapshots.set_pinned)
+        self.snapshots.progress.connect(lambda text: self.window.statusBar().showMessage(text))
+        self.snapshots.finished.connect(self._on_snapshots_finished)
+        self.snapshots.changed.connect(self.tray.update)
 
     # ------------------------------------------------------------------ the server
 
@@ -225,6 +247,9 @@ class LmguiApp(QObject):
             paused=not self.poller.running,
             notifications_paused=self.notifier.paused,
             window_visible=self.window.isVisible(),
+            pinned=self.snapshots.pinned(),
+            restorable=len(saved.instances) if (saved := self.snapshots.restorable()) else None,
+            snapshots_busy=self.snapshots.working,
         )
 
     def toggle_window(self) -> None:
@@ -261,15 +286,36 @@ class LmguiApp(QObject):
         """Unload from the tray; an instance answering right now is only unloaded when the user
         says so (the tray has no dialog of its own, so the question comes up by itself)."""
         wanted = set(instance_ids)
-        question = busy_unload_question(
-            [i for _, i in self.poller.snapshot.instances if i.id in wanted]
+        return self._unless_busy(
+            [i for _, i in self.poller.snapshot.instances if i.id in wanted],
+            lambda: self.actions.unload(instance_ids),
         )
+
+    def free_gpu(self) -> QMessageBox | None:
+        """Save the loaded set as "before freeing" and unload all but the pinned instances,
+        asking first when one of them is answering right now."""
+        pins = self.snapshots.pinned()
+        return self._unless_busy(
+            [i for _, i in self.poller.snapshot.instances if i.id not in pins],
+            self.snapshots.free_gpu,
+            title="Free the GPU while answering?",
+        )
+
+    def _unless_busy(
+        self,
+        instances: list[Instance],
+        then: Callable[[], object],
+        *,
+        title: str = "Unload while answering?",
+    ) -> QMessageBox | None:
+        """``then()`` at once, or after a Yes when one of ``instances`` is busy."""
+        question = busy_unload_question(instances)
         if question is None:
-            self.actions.unload(instance_ids)
+            then()
             return None
         box = QMessageBox(
             QMessageBox.Icon.Question,
-            "Unload while answering?",
+            title,
             question,
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
         )
@@ -277,11 +323,14 @@ class LmguiApp(QObject):
         box.setDefaultButton(QMessageBox.StandardButton.No)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         yes = QMessageBox.StandardButton.Yes
-        box.finished.connect(
-            lambda result: self.actions.unload(instance_ids) if result == yes else None
-        )
+        box.finished.connect(lambda result: then() if result == yes else None)
         box.open()
         return box
+
+    def _on_snapshots_finished(self, sentence: str, ok: bool) -> None:
+        self.window.statusBar().showMessage(sentence, 20000)
+        self.notifier.say("snapshot", sentence, "lmgui" if ok else "lmgui: not all done", sentence)
+        self.tray.update()
 
     def _on_tray_chat_requested(self, instance_id: str) -> None:
         self.window.show_chat()
@@ -438,6 +487,7 @@ class LmguiApp(QObject):
         self.window.save_layout()
         await self.chat.aclose()
         await self.tasks.aclose()
+        await self.snapshots.aclose()
         await self.actions.aclose()
         await self.conn.aclose()
         await self.chat_store.aclose()

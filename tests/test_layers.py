@@ -65,6 +65,7 @@ QTCORE_IN_CORE = {
     "lmgui.core.notify",
     "lmgui.core.poller",
     "lmgui.core.settings",
+    "lmgui.core.snapshot_actions",
 }
 """The core modules that may use QtCore (signals, timers, QSettings). Every other core module is
 Qt-free: a new one is checked the day it is added, without touching this test."""

@@ -85,6 +85,14 @@ class Actions(QObject):
             return self._expect_added.get(instance_id, 0.0) > now
         return self._expect_removed.get(instance_id, 0.0) > now
 
+    def expect(self, kind: str, instance_ids: Sequence[str]) -> None:
+        """lmgui itself is about to add or remove these instances (a restore, freeing the GPU):
+        the tree and the notifications do not report them as another app's."""
+        until = self._clock() + EXPECT_SECONDS
+        marks = self._expect_added if kind == "added" else self._expect_removed
+        for iid in instance_ids:
+            marks[iid] = until
+
     # ------------------------------------------------------------------ tasks
 
     async def abandon(self, reason: str) -> None:

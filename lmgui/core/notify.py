@@ -19,6 +19,7 @@ KINDS: dict[str, str] = {
     "vanished": "An instance disappeared without lmgui asking",
     "load_failed": "A load failed",
     "server": "The server went offline or came back",
+    "snapshot": "Freeing the GPU or restoring a snapshot finished",
 }
 
 REPEAT_SECONDS = 60.0

@@ -50,6 +50,8 @@ class TrayInstance:
     queued: int | None = None
     busy: bool = False
     """Answering right now (or requests wait for it): the app asks before unloading it."""
+    pinned: bool = False
+    """Kept when the GPU is freed or room is made."""
 
     @property
     def activity(self) -> str | None:
@@ -87,6 +89,10 @@ class TrayState:
     """(model key, label) for the Load submenu: favourites, then recent models."""
     status: PollStatus | None = None
     """The poller's status, for the wording of the state ("Unreachable since 14:05")."""
+    restorable: int | None = None
+    """How many instances "Restore" would load back (the GPU was freed), else None."""
+    snapshots_busy: bool = False
+    """Freeing the GPU or restoring is under way."""
 
     @property
     def vram_bytes(self) -> int:
@@ -124,9 +130,13 @@ def build_tray_state(
     paused: bool = False,
     notifications_paused: bool = False,
     window_visible: bool = True,
+    pinned: Iterable[str] = (),
+    restorable: int | None = None,
+    snapshots_busy: bool = False,
     now: float | None = None,
 ) -> TrayState:
     now = time.time() if now is None else now
+    pins = set(pinned)
     instances = []
     for model, inst in snapshot.instances:
         info = infos.get(inst.id)
@@ -150,6 +160,7 @@ def build_tray_state(
                 status=inst.status,
                 queued=inst.queued,
                 busy=inst.busy,
+                pinned=inst.id in pins,
             )
         )
     names = {m.key: m.display_name for m in snapshot.models}
@@ -165,6 +176,8 @@ def build_tray_state(
         window_visible=window_visible,
         quick_loads=quick_loads(names, favourites, recent),
         status=status,
+        restorable=restorable,
+        snapshots_busy=snapshots_busy,
     )
 
 
@@ -215,6 +228,8 @@ def tooltip(state: TrayState) -> str:
         lines.append(
             "Refreshed at " + time.strftime("%H:%M:%S", time.localtime(state.last_refresh))
         )
+    if state.restorable:
+        lines.append(f"GPU freed: Restore brings back {state.restorable} instance(s)")
     if state.paused:
         lines.append("Polling paused")
     return "\n".join(lines)

@@ -37,6 +37,9 @@ class TrayController(QObject):
     notifications_paused_toggled = Signal(bool)
     quit_requested = Signal()
     menu_opening = Signal()
+    free_requested = Signal()
+    restore_requested = Signal()
+    pin_toggled = Signal(str, bool)
 
     def __init__(self, state: Callable[[], TrayState], parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -114,6 +117,12 @@ class TrayController(QObject):
             self.notifications_paused_toggled.emit(action.isChecked())
         elif kind == "quit":
             self.quit_requested.emit()
+        elif kind == "free":
+            self.free_requested.emit()
+        elif kind == "restore":
+            self.restore_requested.emit()
+        elif kind == "pin":
+            self.pin_toggled.emit(arg, action.isChecked())
 
     def _submenu(self, label: str) -> QMenu:
         # WORKAROUND: a QMenu or QAction that Qt made (addMenu(text), addAction(text)) has a
@@ -152,9 +161,25 @@ class TrayController(QObject):
             sub = self._submenu(inst.label)
             self._act(sub, "Unload", ("unload", (inst.instance_id,)))
             self._act(sub, "Chat", ("chat", inst.instance_id))
+            pin = self._act(sub, "Pinned (kept when freeing the GPU)", ("pin", inst.instance_id))
+            pin.setCheckable(True)
+            pin.setChecked(inst.pinned)
         if state.instances:
             ids = tuple(i.instance_id for i in state.instances)
             self._act(menu, "Unload all", ("unload", ids))
+            self._act(
+                menu,
+                "Free the GPU (restore later)",
+                ("free", None),
+                enabled=online and not state.snapshots_busy,
+            )
+        if state.restorable:
+            self._act(
+                menu,
+                f"Restore {state.restorable} instance(s) unloaded to free the GPU",
+                ("restore", None),
+                enabled=online and not state.snapshots_busy,
+            )
         loads = self._submenu("Load")
         loads.setEnabled(online and bool(state.quick_loads))
         for key, label in state.quick_loads:

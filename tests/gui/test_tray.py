@@ -82,6 +82,9 @@ def test_menu_is_built_from_live_state_and_its_actions_emit_intents(qapp: object
         "pause_toggled",
         "notifications_paused_toggled",
         "quit_requested",
+        "free_requested",
+        "restore_requested",
+        "pin_toggled",
     ):
         getattr(tray, name).connect(lambda *a, n=name: got.setdefault(n, []).append(a))
     tray.rebuild()
@@ -91,6 +94,7 @@ def test_menu_is_built_from_live_state_and_its_actions_emit_intents(qapp: object
         "qwen/qwen3-4b  (8k ctx, 3.3 GB), unloads in 30:00",
         "google/gemma-3-270m:2  (4k ctx, 340.0 MB)",
         "Unload all",
+        "Free the GPU (restore later)",
         "Load",
         "Hide window",
         "Refresh",
@@ -99,10 +103,13 @@ def test_menu_is_built_from_live_state_and_its_actions_emit_intents(qapp: object
         "Quit lmgui",
     ]
     qwen = action(menu, "qwen/qwen3-4b  (8k ctx, 3.3 GB), unloads in 30:00").menu()
-    assert isinstance(qwen, QMenu) and texts(qwen) == ["Unload", "Chat"]
+    assert isinstance(qwen, QMenu)
+    assert texts(qwen) == ["Unload", "Chat", "Pinned (kept when freeing the GPU)"]
     action(qwen, "Unload").trigger()
     action(qwen, "Chat").trigger()
+    action(qwen, "Pinned (kept when freeing the GPU)").trigger()
     action(menu, "Unload all").trigger()
+    action(menu, "Free the GPU (restore later)").trigger()
     loads = action(menu, "Load").menu()
     assert isinstance(loads, QMenu) and texts(loads) == ["★ Llama", "Granite"]
     action(loads, "★ Llama").trigger()
@@ -123,6 +130,15 @@ def test_menu_is_built_from_live_state_and_its_actions_emit_intents(qapp: object
         == 1
     )
     assert got["pause_toggled"] == [(True,)] and got["notifications_paused_toggled"] == [(True,)]
+    assert got["pin_toggled"] == [("qwen/qwen3-4b", True)] and len(got["free_requested"]) == 1
+
+    # After freeing: Restore is offered, and the tooltip says what it would bring back.
+    state["now"] = TrayState(**{**STATE.__dict__, "instances": [], "restorable": 2})
+    tray.menu.aboutToShow.emit()
+    assert "Free the GPU (restore later)" not in texts(tray.menu)
+    action(tray.menu, "Restore 2 instance(s) unloaded to free the GPU").trigger()
+    assert len(got["restore_requested"]) == 1
+    assert "GPU freed: Restore brings back 2 instance(s)" in tooltip(state["now"])
 
     # Rebuilt from the state of the moment it opens: offline, nothing to unload or load.
     state["now"] = TrayState("s", ConnectionState.UNREACHABLE, window_visible=False, paused=True)
