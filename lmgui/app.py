@@ -127,6 +127,7 @@ class LmguiApp(QObject):
             on_used=lambda instance_id: self.ledger.touch(instance_id),
         )
         self.window.set_chat_pane(self.chat)
+        self.window.dialogs.pinned = self.snapshots.pinned
         self.snapshot_menu = SnapshotMenu(
             self.window, self.snapshots, free_gpu=self.free_gpu, say=self._say
         )

@@ -19,6 +19,7 @@ from lmgui.core.actions import Actions, LoadRequest
 from lmgui.core.gpu import GpuMemory
 from lmgui.core.instances import InstanceInfo
 from lmgui.core.messages import loaded_sentence, not_applied_sentence
+from lmgui.core.saved_sets import RoomPlan, plan_room, room_candidates
 from lmgui.core.settings import Settings
 from lmgui.qtmodels.model_tree import ModelTreeModel
 from lmgui.ui.load_dialog import LoadDialog, VramContext
@@ -67,6 +68,8 @@ class DialogWiring(QObject):
         self._gpus = gpus
         self._hardware = hardware
         self._instance_infos = instance_infos
+        self.pinned: Callable[[], set[str]] = set
+        """The pinned instances (never offered to make room); the app sets it."""
         self.load_dialogs: list[LoadDialog] = []
         actions.load_started.connect(self._on_actions_load_started)
         actions.load_progress.connect(self._on_actions_load_progress)
@@ -123,12 +126,35 @@ class DialogWiring(QObject):
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.set_estimator(self._estimate)
+        dialog.set_room_planner(self._plan_room)
         dialog.load_requested.connect(self._on_dialog_load_requested)
+        dialog.make_room_requested.connect(self._on_dialog_make_room_requested)
         dialog.use_loaded.connect(self.instance_chosen)
         dialog.finished.connect(lambda _=0, d=dialog: self._forget_dialog(d))
         self.load_dialogs.append(dialog)
         dialog.show()
         return dialog
+
+    def _plan_room(self, needed: int, free: int) -> RoomPlan:
+        infos = self._instance_infos() if self._instance_infos is not None else {}
+        return plan_room(needed, free, room_candidates(self.tree.models(), infos, self.pinned()))
+
+    def _on_dialog_make_room_requested(self, request: LoadRequest, ids: list[str]) -> None:
+        """Unload what the dialog proposed, then load once they are confirmed gone."""
+        self.settings.remember_load(request)
+        self._say(f"Making room for {request.model_key}: unloading {', '.join(ids)}…")
+        unloading = self.actions.unload(ids)
+
+        async def then() -> None:
+            gone = await unloading
+            if set(gone) >= set(ids):
+                self.actions.load(request)
+                return
+            left = ", ".join(i for i in ids if i not in gone)
+            for d in self._dialogs_for(request.model_key):
+                d.show_failed(f"Could not make room: {left} is still loaded; nothing was loaded.")
+
+        self.actions.tasks.spawn(then(), f"Making room for {request.model_key}")
 
     async def _estimate(self, request: LoadRequest, embedding: bool) -> ServerEstimate | None:
         return await self.actions.estimate(request, embedding=embedding)

@@ -40,12 +40,15 @@ from lmgui.api.records import LoadResult, Model, ServerEstimate
 from lmgui.core.actions import LoadRequest
 from lmgui.core.format import human_bytes, human_count
 from lmgui.core.messages import not_applied_sentence
+from lmgui.core.saved_sets import RoomPlan
 from lmgui.core.vram import estimate_instance
 from lmgui.ui.widgets import ERROR, WARNING, plain_label
 
 __all__ = ["LoadDialog", "VramContext", "is_moe"]
 
 Estimator = Callable[[LoadRequest, bool], Awaitable[ServerEstimate | None]]
+RoomPlanner = Callable[[int, int], RoomPlan]
+"""``planner(needed_bytes, free_bytes)``: the idle instances to unload so a load fits."""
 """Asks the server's own estimate of a load request (``embedding`` second)."""
 ESTIMATE_DELAY_MS = 300
 """How long the settings must rest before the server is asked (typing a context length...)."""
@@ -90,6 +93,8 @@ class LoadDialog(QDialog):
     load_requested = Signal(object)
     """LoadRequest"""
     use_loaded = Signal(str)
+    make_room_requested = Signal(object, list)
+    """(LoadRequest, the instance ids to unload first): "Unload them and load" was pressed."""
     """instance id of the already loaded instance the user chose to use instead"""
 
     def __init__(
@@ -216,6 +221,18 @@ class LoadDialog(QDialog):
         self.estimate = plain_label()
         self.estimate.setAccessibleName("VRAM estimate")
         self.fit = plain_label()
+        self.room = plain_label()
+        self.room.setAccessibleName("Make room")
+        self.room.hide()
+        self.make_room_button = QPushButton("Unload them and load")
+        self.make_room_button.setToolTip(
+            "Unload the instances named above (idle, least recently used first), then load"
+        )
+        self.make_room_button.hide()
+        self.make_room_button.clicked.connect(self._on_make_room_clicked)
+        self._plan: RoomPlan | None = None
+        self._planner: RoomPlanner | None = None
+        self._server_estimate: tuple[LoadRequest, ServerEstimate] | None = None
         self.server_estimate = plain_label()
         self.server_estimate.setAccessibleName("LM Studio's estimate")
         self.server_estimate.hide()
@@ -246,6 +263,10 @@ class LoadDialog(QDialog):
         layout.addWidget(self.estimate)
         layout.addWidget(self.server_estimate)
         layout.addWidget(self.fit)
+        room_row = QHBoxLayout()
+        room_row.addWidget(self.room, 1)
+        room_row.addWidget(self.make_room_button)
+        layout.addLayout(room_row)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.buttons)
@@ -295,6 +316,11 @@ class LoadDialog(QDialog):
 
     def set_vram(self, vram: VramContext) -> None:
         self._vram = vram
+        self._refresh()
+
+    def set_room_planner(self, planner: RoomPlanner | None) -> None:
+        """How to find instances to unload when the load would not fit (None: never offer)."""
+        self._planner = planner
         self._refresh()
 
     def set_estimator(self, estimator: Estimator | None) -> None:
@@ -434,12 +460,50 @@ class LoadDialog(QDialog):
             else:
                 self.fit.setStyleSheet("color: #1b6e20;")
                 self.fit.setText(f"Fits: about {human_bytes(free)} is free ({where}).")
+        self._offer_room(est.vram_bytes, free)
         if self._estimator is not None:
             request = self._estimate_request()
             if request != self._armed:
                 self._armed = request
                 self._estimate_timer.start()  # again: asked once the settings rest
         self.validate()
+
+    # ------------------------------------------------------------------ making room
+
+    def _offer_room(self, lmgui_bytes: int, free: int | None) -> None:
+        """When the load would not fit, name the idle instances whose unloading makes room."""
+        needed = lmgui_bytes
+        if self._server_estimate is not None and self._server_estimate[0] == (
+            self._estimate_request()
+        ):
+            needed = self._server_estimate[1].vram_bytes  # LM Studio's own figure wins
+        plan = None
+        if self._planner is not None and free is not None and needed > free:
+            plan = self._planner(needed, free)
+        self._plan = plan if plan is not None and plan.unload and plan.enough else None
+        if plan is None or self._offers_loaded():
+            self.room.hide()
+            self.make_room_button.hide()
+            return
+        if self._plan is None:
+            self.room.setText(
+                "Unloading every idle, unpinned instance would not free enough for this load."
+            )
+            self.make_room_button.hide()
+        else:
+            names = ", ".join(f"{c.instance_id} ({human_bytes(c.vram_bytes)})" for c in plan.unload)
+            self.room.setText(
+                f"To make room, unload {names}: frees about {human_bytes(plan.freed_bytes)}, "
+                f"then about {human_bytes(plan.free_bytes + plan.freed_bytes)} is free."
+            )
+            self.make_room_button.show()
+            self.make_room_button.setEnabled(not self._busy)
+        self.room.show()
+
+    def _on_make_room_clicked(self) -> None:
+        if self._plan is None or not self.validate():
+            return
+        self.make_room_requested.emit(self.request(), [c.instance_id for c in self._plan.unload])
 
     # ------------------------------------------------------------------ the server's estimate
 
@@ -459,7 +523,9 @@ class LoadDialog(QDialog):
         if request != self._estimate_request():
             return  # the settings changed meanwhile: the next answer is the one to show
         self._estimated = request
+        self._server_estimate = (request, estimate) if estimate is not None else None
         self._show_server_estimate(estimate)
+        self._refresh()  # the fit and the room offer follow LM Studio's own figure
 
     def _show_server_estimate(self, estimate: ServerEstimate | None) -> None:
         if estimate is None:

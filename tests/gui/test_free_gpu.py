@@ -4,6 +4,7 @@ their identifiers and contexts; a busy instance is asked about; pinned ones stay
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMenu, QMessageBox
 from pytestqt.qtbot import QtBot
 
@@ -12,6 +13,8 @@ from lmgui.core.paths import AppPaths
 from lmgui.core.requests import LoadRequest
 from lmgui.core.saved_sets import FREEING
 from lmgui.sim import Simulator
+from lmgui.ui.load_dialog import LoadDialog
+from tests.conftest import SimFactory
 from tests.gui.conftest import running, wait_for
 
 
@@ -106,3 +109,27 @@ async def test_named_snapshots_from_the_window_menu(
         assert [a.text() for a in restore.actions()] == ["evening"]
         menu._save("   ")
         assert app.window.statusBar().currentMessage() == "Give the snapshot a name."
+
+
+async def test_the_load_dialog_makes_room_by_unloading_the_least_recently_used_idle_instances(
+    qtbot: QtBot, make_sim: SimFactory, paths: AppPaths
+) -> None:
+    sim = make_sim(vram_gb=11.0)  # three 2.8 GB instances fit, a 7 GB one does not
+    async with LMStudioClient(sim.url, lms=None) as other:
+        for ident in ("first", "second", "third"):
+            await other.load("qwen/qwen3-4b", identifier=ident, context_length=4096)
+        await other.chat("first", "hello", store=False)  # "second" is now the least recent
+    with sim.state.lock:
+        sim.state.instances["third"].generating += 1  # busy: never proposed
+    async with running(qtbot, paths, sim.url) as app:
+        await wait_for(lambda: app.conn.hardware is not None)
+        await wait_for(lambda: len(app.tray_state().instances) == 3)
+        dialog = app.window.open_load_dialog("qwen/qwen3.5-9b")
+        assert isinstance(dialog, LoadDialog)
+        dialog.context.setValue(4096)
+        await wait_for(lambda: dialog.make_room_button.isVisibleTo(dialog))
+        offer = dialog.room.text()
+        assert offer.startswith("To make room, unload second (") and "third" not in offer
+        qtbot.mouseClick(dialog.make_room_button, Qt.MouseButton.LeftButton)
+        await wait_for(lambda: "qwen/qwen3.5-9b" in held(sim))
+        assert "second" not in held(sim) and "third" in held(sim)
