@@ -128,6 +128,10 @@ class LmguiApp(QObject):
         )
         self.window.set_chat_pane(self.chat)
         self.window.dialogs.pinned = self.snapshots.pinned
+        self.window.pinned = self.snapshots.pinned
+        self.window.pin_toggled.connect(self.snapshots.set_pinned)
+        self.snapshots.changed.connect(self._on_snapshots_changed)
+        self.tree.set_pinned(self.snapshots.pinned())
         self.snapshot_menu = SnapshotMenu(
             self.window, self.snapshots, free_gpu=self.free_gpu, say=self._say
         )
@@ -167,7 +171,6 @@ class LmguiApp(QObject):
         self.tray.pin_toggled.connect(self.snapshots.set_pinned)
         self.snapshots.progress.connect(lambda text: self.window.statusBar().showMessage(text))
         self.snapshots.finished.connect(self._on_snapshots_finished)
-        self.snapshots.changed.connect(self.tray.update)
 
     # ------------------------------------------------------------------ the server
 
@@ -221,6 +224,7 @@ class LmguiApp(QObject):
                 self._wire_connection(self.conn)
                 self.window.set_poller(self.conn.poller)
                 self.tree.clear()  # the server itself changed: the one place a reset is right
+                self.tree.set_pinned(self.snapshots.pinned())  # pins are per server
                 self.chat.models_changed()
                 if old.poller.running:
                     self.conn.poller.start()
@@ -327,6 +331,10 @@ class LmguiApp(QObject):
         box.finished.connect(lambda result: then() if result == yes else None)
         box.open()
         return box
+
+    def _on_snapshots_changed(self) -> None:
+        self.tree.set_pinned(self.snapshots.pinned())
+        self.tray.update()
 
     def _on_snapshots_finished(self, sentence: str, ok: bool) -> None:
         self.window.statusBar().showMessage(sentence, 20000)

@@ -223,6 +223,7 @@ class ModelTreeModel(QStandardItemModel):
         self._nodes: dict[str, _Node] = {}
         self._pending: set[str] = set()
         self._info: dict[str, InstanceInfo] = {}
+        self._pinned: set[str] = set()
         self._clock = clock
         self._wall = wall
         self._tick = QTimer(self)
@@ -295,6 +296,8 @@ class ModelTreeModel(QStandardItemModel):
             state = _mark_text(row.mark)
         else:
             state = "loading" if inst.id in self._pending else "loaded"
+            if inst.id in self._pinned:
+                state += ", pinned"  # kept when the GPU is freed or room is made
         text = {
             Column.NAME: inst.id,
             Column.CONTEXT: field_text(inst, "context_length", human_count),
@@ -540,6 +543,14 @@ class ModelTreeModel(QStandardItemModel):
                 if hit:
                     self._refresh_model_row(node)
         self._arm_tick()
+
+    def set_pinned(self, pinned: set[str]) -> None:
+        """The instances the user pinned (kept when the GPU is freed or room is made)."""
+        changed = pinned ^ self._pinned
+        self._pinned = set(pinned)
+        for node in self._nodes.values():
+            for iid in changed & node.instances.keys():
+                self._refresh_instance_row(node, node.instances[iid])
 
     def set_dimmed(self, dimmed: bool) -> None:
         """The server is offline: the last known state stays, greyed by the view."""

@@ -85,6 +85,8 @@ class MainWindow(QMainWindow):
     visibility_changed = Signal(bool)
     quit_requested = Signal()
     settings_requested = Signal()
+    pin_toggled = Signal(str, bool)
+    """(instance id, pinned) from the Pinned action on the selected instance"""
 
     hide_on_close = False
     """Set by the app where a system tray exists and the user wants closing to hide."""
@@ -174,7 +176,10 @@ class MainWindow(QMainWindow):
             on_quit=self.quit_requested.emit,
             on_chat=self.open_chat,
             on_copy_key=self._copy_key,
+            on_pin=self._on_pin_triggered,
         )
+        self.pinned: Callable[[], set[str]] = set
+        """The pinned instances (the app's snapshot store); read when the selection changes."""
         # The window's public names for its actions and filter (tests and the app use them).
         self.refresh_action = self.commands.refresh_action
         self.load_action = self.commands.load_action
@@ -338,6 +343,23 @@ class MainWindow(QMainWindow):
         self.load_action.setEnabled(bool(models) or bool(self.tree.models()))
         self.unload_action.setEnabled(bool(self.selected_instances()))
         self.copy_key_action.setEnabled(bool(self._rows()))
+        pin = self.commands.pin_action
+        one = self._one_instance()
+        pin.setEnabled(one is not None)
+        pin.setChecked(one is not None and one in self.pinned())
+
+    def _one_instance(self) -> str | None:
+        """The id of the one selected instance row, else None."""
+        rows = [i for i in self._rows() if isinstance(i.data(Role.RECORD), Instance)]
+        if len(rows) != 1 or len(self._rows()) != 1:
+            return None
+        rec = rows[0].data(Role.RECORD)
+        return rec.id if isinstance(rec, Instance) else None
+
+    def _on_pin_triggered(self, checked: bool) -> None:
+        one = self._one_instance()
+        if one is not None:
+            self.pin_toggled.emit(one, checked)
 
     # ------------------------------------------------------------------ slots
 

@@ -45,6 +45,7 @@ class WindowActions(QObject):
         on_quit: Slot,
         on_chat: Slot,
         on_copy_key: Slot,
+        on_pin: Callable[[bool], None],
     ) -> None:
         super().__init__(window)
         self._window = window
@@ -90,6 +91,14 @@ class WindowActions(QObject):
             QKeySequence.StandardKey.Copy,
             "Copy the selected model's key, or the instance id (Ctrl+C)",
         )
+
+        self.pin_action = QAction("&Pinned (kept when freeing the GPU)", window)
+        self.pin_action.setCheckable(True)
+        self.pin_action.setToolTip(
+            "Keep the selected instance when the GPU is freed or room is made for a load"
+        )
+        self.pin_action.setStatusTip(self.pin_action.toolTip())
+        self.pin_action.triggered.connect(on_pin)
 
         self.filter_box = QLineEdit()
         self.filter_box.setPlaceholderText("Filter by name, key or publisher")
@@ -162,6 +171,7 @@ class WindowActions(QObject):
         for act in (self.refresh_action, self.load_action, self.unload_action):
             models_menu.addAction(act)
         models_menu.addAction(self.chat_action)
+        models_menu.addAction(self.pin_action)
         models_menu.addSeparator()
         models_menu.addAction(self.unload_all_action)
         models_menu.addSeparator()
@@ -177,6 +187,7 @@ class WindowActions(QObject):
         menu.addAction(self.load_action)
         menu.addAction(self.unload_action)
         menu.addAction(self.chat_action)
+        menu.addAction(self.pin_action)
         menu.addSeparator()
         menu.addAction(self.copy_key_action)
         menu.addAction(self.refresh_action)

@@ -12,6 +12,7 @@ from lmgui.api import LMStudioClient
 from lmgui.core.paths import AppPaths
 from lmgui.core.requests import LoadRequest
 from lmgui.core.saved_sets import FREEING
+from lmgui.qtmodels.model_tree import Column
 from lmgui.sim import Simulator
 from lmgui.ui.load_dialog import LoadDialog
 from tests.conftest import SimFactory
@@ -133,3 +134,30 @@ async def test_the_load_dialog_makes_room_by_unloading_the_least_recently_used_i
         qtbot.mouseClick(dialog.make_room_button, Qt.MouseButton.LeftButton)
         await wait_for(lambda: "qwen/qwen3.5-9b" in held(sim))
         assert "second" not in held(sim) and "third" in held(sim)
+
+
+async def test_pinning_from_the_table_marks_the_row_and_survives_freeing(
+    qtbot: QtBot, sim: Simulator, paths: AppPaths
+) -> None:
+    async with LMStudioClient(sim.url, lms=None) as other:
+        await other.load("qwen/qwen3-4b", identifier="coder")
+        await other.load("google/gemma-3-270m")
+    async with running(qtbot, paths, sim.url) as app:
+        await wait_for(lambda: app.tree.instance_index("coder").isValid())
+        w = app.window
+        w.select_instance("coder")
+        pin = w.commands.pin_action
+        assert pin.isEnabled() and not pin.isChecked()
+        pin.trigger()  # the table's context menu: "Pinned (kept when freeing the GPU)"
+        state = app.tree.instance_index("coder").siblingAtColumn(Column.STATE)
+        assert state.data() == "loaded, pinned"
+        assert app.snapshots.pinned() == {"coder"}
+        w.select_instance("google/gemma-3-270m")
+        assert not pin.isChecked()
+        assert app.free_gpu() is None  # nobody busy: no question
+        await wait_for(lambda: set(held(sim)) == {"coder"})
+        w.select_instance("coder")
+        assert pin.isChecked()
+        pin.trigger()
+        assert app.snapshots.pinned() == set()
+        assert app.tree.instance_index("coder").siblingAtColumn(Column.STATE).data() == "loaded"
