@@ -401,6 +401,7 @@ class LmguiApp(QObject):
         first = not self.tree.models()
         if not first:
             self._notify(self.policy.vanished(diff, self.actions.expected, self.ledger.infos()))
+            self._notify(self.policy.appeared(diff, self.actions.expected))
         self.tree.apply(diff, self.actions.expected)
         self.chat.models_changed()
         if first:

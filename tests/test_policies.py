@@ -131,6 +131,19 @@ def test_vanished_instances_with_their_reason() -> None:
     ]
 
 
+def test_instances_another_app_loaded_are_said_and_lmguis_own_are_not() -> None:
+    before = Snapshot.of([model("a/one", "a/one"), model("b/two")])
+    after = Snapshot.of([model("a/one", "a/one", "a/one:2"), model("b/two", "coder")])
+    expected = {("added", "a/one:2")}  # lmgui's own load
+    notices = NotificationPolicy.appeared(
+        diff(before, after), lambda kind, iid, key: (kind, iid) in expected
+    )
+    assert [(n.kind, n.key, n.title) for n in notices] == [
+        ("appeared", "coder", "coder was loaded by another app")
+    ]
+    assert notices[0].body.startswith("b/two: loaded without lmgui")
+
+
 def test_load_notices() -> None:
     n = NotificationPolicy.loaded("a/one", LoadResult("a/one:2", load_time_seconds=3.21))
     assert (n.kind, n.title, n.body) == (

@@ -586,3 +586,21 @@ def test_a_server_estimate_without_a_figure_is_none_and_odd_fields_are_unknown()
     assert (e.passes_guardrails, e.confidence, e.total_bytes) == (None, None, None)
     assert parse_estimate({"memory": {"totalVramBytes": -1}}) is None
     assert parse_estimate({"passesGuardrails": True}) is None
+
+
+def test_v0_capabilities_as_a_list_of_names_are_read() -> None:
+    body = json.dumps(
+        {
+            "object": "list",
+            "data": [
+                {"id": "v0/tools", "type": "llm", "state": "not-loaded",
+                 "capabilities": ["tool_use"]},
+                {"id": "v0/plain", "type": "llm", "state": "not-loaded", "capabilities": []},
+                {"id": "v0/odd", "type": "llm", "state": "not-loaded", "capabilities": [3]},
+            ],
+        }
+    ).encode()  # fmt: skip
+    tools, plain, odd = parse_models(body)
+    assert tools.capabilities is not None and tools.capabilities.trained_for_tool_use
+    assert plain.capabilities is not None and not plain.capabilities.trained_for_tool_use
+    assert odd.capabilities is None and odd.malformed == ("capabilities",)

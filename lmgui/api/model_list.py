@@ -430,6 +430,11 @@ def _lenient_wire(d: dict[str, Any], bad: _Bad, exotic: bool) -> _EntryWire:
             _flag(c, "trained_for_tool_use", bad, "capabilities.trained_for_tool_use"),
             reasoning,
         )
+    elif isinstance(c, list) and all(isinstance(x, str) for x in c):
+        # v0's shape: a list of names (["tool_use"]); "vision" marks vision as v0's type does.
+        fields["capabilities"] = _CapWire(
+            vision="vision" in c, trained_for_tool_use="tool_use" in c
+        )
     elif c is not None:
         bad.append(("capabilities", c))
     if "variants" in d:

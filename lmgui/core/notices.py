@@ -79,6 +79,23 @@ class NotificationPolicy:
         return notices
 
     @staticmethod
+    def appeared(diff: SnapshotDiff, expected: Callable[[str, str, str], bool]) -> list[Notice]:
+        """Instances loaded without lmgui asking: another app's request (a JIT load) or client."""
+        added = [(c.model.key, i) for c in diff.changed for i in c.instances_added]
+        added += [(m.key, i) for m in diff.added for i in m.instances]
+        return [
+            Notice(
+                "appeared",
+                inst.id,
+                f"{inst.id} was loaded by another app",
+                f"{key}: loaded without lmgui (another app's request loaded it just in time, "
+                "or another client did).",
+            )
+            for key, inst in added
+            if not expected("added", inst.id, key)
+        ]
+
+    @staticmethod
     def loaded(model_key: str, result: LoadResult) -> Notice:
         secs = f", loaded in {result.load_time_seconds:.1f} s." if result.load_time_seconds else "."
         return Notice(

@@ -17,6 +17,7 @@ KINDS: dict[str, str] = {
     "loaded": "An instance lmgui loaded is ready",
     "unloaded": "An instance lmgui unloaded is gone",
     "vanished": "An instance disappeared without lmgui asking",
+    "appeared": "Another app loaded an instance",
     "load_failed": "A load failed",
     "server": "The server went offline or came back",
     "snapshot": "Freeing the GPU or restoring a snapshot finished",
