@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QApplication, QWidget
 from lmgui.app import LmguiApp
 from lmgui.core.actions import LoadRequest
 from lmgui.core.paths import AppPaths
+from lmgui.sim.demo import set_demo_traffic
 
 DOCS = Path(__file__).resolve().parent
 
@@ -42,6 +43,8 @@ def save(widget: QWidget, name: str) -> None:
 async def main() -> int:
     with tempfile.TemporaryDirectory() as home:
         app = LmguiApp(AppPaths.under(Path(home)), demo=True, poll_ms=300)
+        assert app.sim is not None
+        set_demo_traffic(app.sim, 0)  # the pictures show what this script does, nothing random
         # No VRAM budget of the user's: the bar counts against the server's own survey.
         w = app.window
         w.resize(1400, 640)

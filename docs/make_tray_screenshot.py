@@ -34,9 +34,12 @@ async def main() -> int:
     from lmgui.app import LmguiApp
     from lmgui.core.actions import LoadRequest
     from lmgui.core.paths import AppPaths
+    from lmgui.sim.demo import set_demo_traffic
 
     with tempfile.TemporaryDirectory() as home:
         app = LmguiApp(AppPaths.under(Path(home)), demo=True, poll_ms=300)
+        assert app.sim is not None
+        set_demo_traffic(app.sim, 0)  # the pictures show what this script does, nothing random
         app.settings.remember_load(LoadRequest("qwen/qwen3-4b", context_length=8192))
         app.settings.favourites = ["openai/gpt-oss-20b"]
         runner = asyncio.ensure_future(app.run(minimized=True))

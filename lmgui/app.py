@@ -24,6 +24,7 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from lmgui.api.client import LMStudioClient, check_base_url, display_url
+from lmgui.api.errors import ApiError
 from lmgui.api.limits import Deadlines
 from lmgui.api.records import Instance, LoadResult
 from lmgui.core.actions import Actions, LoadRequest
@@ -33,6 +34,7 @@ from lmgui.core.connection import ServerConnection
 from lmgui.core.format import busy_unload_question
 from lmgui.core.launcher import APP_ID
 from lmgui.core.ledger import InstanceLedger
+from lmgui.core.make_way import MakeWay, MakeWayEvent, MakeWaySettings
 from lmgui.core.notices import Notice, NotificationPolicy
 from lmgui.core.notify import Notifier
 from lmgui.core.paths import AppPaths, PrivateRotatingFileHandler
@@ -87,9 +89,10 @@ class LmguiApp(QObject):
         self.tokens = TokenStore()
         self.sim = None
         if demo:
-            from lmgui.sim.demo import start_demo_simulator
+            from lmgui.sim.demo import DEMO_TRAFFIC_PER_MINUTE, start_demo_simulator
 
-            self.sim = start_demo_simulator()
+            rate = DEMO_TRAFFIC_PER_MINUTE if self.settings.demo_traffic else 0.0
+            self.sim = start_demo_simulator(traffic_per_minute=rate)
             server = self.sim.url
         url = check_base_url(server or self.settings.server_url)
         if server and not demo:
@@ -100,6 +103,7 @@ class LmguiApp(QObject):
         self.tasks = TaskSet("lmgui", self._say)
         self._switch_lock = asyncio.Lock()
         self.actions = Actions(lambda: self.conn, parent=self, report=self._say)
+        self.make_way = self._new_make_way(self.conn)
         self.snapshots = SnapshotActions(
             lambda: self.conn,
             lambda conn: SavedSetStore(self.paths.snapshots(conn.url)),
@@ -167,6 +171,7 @@ class LmguiApp(QObject):
         self.tray.notifications_paused_toggled.connect(self._on_tray_notifications_paused)
         self.tray.quit_requested.connect(self.quit)
         self.tray.free_requested.connect(self.free_gpu)
+        self.tray.make_way_restore_requested.connect(self._on_tray_make_way_restore_requested)
         self.tray.restore_requested.connect(lambda: self.snapshots.restore())
         self.tray.pin_toggled.connect(self.snapshots.set_pinned)
         self.snapshots.progress.connect(lambda text: self.window.statusBar().showMessage(text))
@@ -201,9 +206,18 @@ class LmguiApp(QObject):
             parent=self,
         )
 
+    def _new_make_way(self, conn: ServerConnection) -> MakeWay:
+        return MakeWay(
+            SavedSetStore(self.paths.snapshots(conn.url)),
+            offered=self.settings.make_way_offered,
+            expect=lambda kind, ids: self.actions.expect(kind, ids),
+        )
+
     def _wire_connection(self, conn: ServerConnection) -> None:
         conn.problem.connect(self._say)
         poller = conn.poller
+        # After the connection's own handler, which read the GPU for this poll.
+        poller.poll_finished.connect(self._on_poller_poll_finished_make_way)
         poller.snapshot_changed.connect(self._on_poller_snapshot_changed)
         poller.poll_finished.connect(self.first_poll.set)
         poller.poll_finished.connect(self.tray.update)
@@ -220,6 +234,7 @@ class LmguiApp(QObject):
                 old = self.conn
                 await self.actions.abandon(f"lmgui switched to {display_url(url)}")
                 self.conn = self._new_connection(url, None)
+                self.make_way = self._new_make_way(self.conn)  # an episode is per server
                 self.policy = NotificationPolicy(url)
                 self._wire_connection(self.conn)
                 self.window.set_poller(self.conn.poller)
@@ -255,6 +270,8 @@ class LmguiApp(QObject):
             pinned=self.snapshots.pinned(),
             restorable=len(saved.instances) if (saved := self.snapshots.restorable()) else None,
             snapshots_busy=self.snapshots.working,
+            make_way=self.make_way.state_sentence(),
+            make_way_restore=self.make_way.restore_available,
         )
 
     def toggle_window(self) -> None:
@@ -331,6 +348,70 @@ class LmguiApp(QObject):
         box.finished.connect(lambda result: then() if result == yes else None)
         box.open()
         return box
+
+    # ------------------------------------------------------------------ making way
+
+    def make_way_settings(self) -> MakeWaySettings:
+        s = self.settings
+        return MakeWaySettings(
+            enabled=s.make_way,
+            margin_bytes=int(s.make_way_margin_gb * 1e9),
+            auto_restore=s.make_way_auto_restore,
+        )
+
+    def _on_poller_poll_finished_make_way(self) -> None:
+        conn = self.conn
+        if conn.nvml is None:
+            return  # a server on another machine: its GPU cannot be watched from here
+        self.tasks.spawn(self._make_way_tick(conn, self.make_way), "Making way")
+
+    async def _make_way_tick(self, conn: ServerConnection, make_way: MakeWay) -> None:
+        events = await make_way.tick(
+            conn.client,
+            self.make_way_settings(),
+            conn.gpus,
+            conn.gpu_processes,
+            conn.poller.snapshot.models,
+            conn.ledger.infos(),
+        )
+        for event in events:
+            self._on_make_way_event(event)
+
+    def _on_make_way_event(self, event: MakeWayEvent) -> None:
+        """Said once by core (and logged there): here it becomes a notification."""
+        if event.kind == "offer":
+            self.settings.make_way_offered = True
+            self.notifier.say(
+                "make_way",
+                "offer",
+                "Make way for other GPU programs?",
+                f"{event.sentence} Settings, Memory, can turn on making way for them.",
+            )
+        else:
+            who = ", ".join(event.programs)
+            title = {
+                "made_way": f"Made way for {who}" if who else "Made way",
+                "restored": "Models back",
+                "restore_available": "Restore available",
+            }.get(event.kind, "Making way")
+            self.notifier.say("make_way", f"{event.kind}:{event.sentence}", title, event.sentence)
+            self.window.statusBar().showMessage(event.sentence, 20000)
+        if event.kind in ("made_way", "restored"):
+            self.poller.poke()
+        self.tray.update()
+
+    def _on_tray_make_way_restore_requested(self) -> None:
+        make_way, client = self.make_way, self.client
+
+        async def restore() -> None:
+            try:
+                event = await make_way.restore_now(client)
+            except ApiError as exc:
+                self._say(str(exc))
+                return
+            self._on_make_way_event(event)
+
+        self.tasks.spawn(restore(), "Restoring what making way unloaded")
 
     def _on_snapshots_changed(self) -> None:
         self.tree.set_pinned(self.snapshots.pinned())
@@ -432,8 +513,13 @@ class LmguiApp(QObject):
     def apply_settings(self, values: SettingsValues) -> None:
         """What the Settings dialog said, applied at once, without a restart."""
         server_changed = values.server_url != self.server_url
+        traffic_changed = values.demo_traffic != self.settings.demo_traffic
         self.settings.store(values)
         self.window.hide_on_close = self.tray_available and values.close_to_tray
+        if self.sim is not None and traffic_changed:
+            from lmgui.sim.demo import DEMO_TRAFFIC_PER_MINUTE, set_demo_traffic
+
+            set_demo_traffic(self.sim, DEMO_TRAFFIC_PER_MINUTE if values.demo_traffic else 0.0)
         if values.start_on_login != self.autostart.is_enabled():
             try:
                 if values.start_on_login:

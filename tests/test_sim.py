@@ -297,7 +297,11 @@ def test_lmgui_sim_warns_when_exposed_without_a_token(
         "lmgui-sim: listening on 0.0.0.0 without --token: anyone who can reach this port can "
         "load, unload and chat.\n"
     )
-    for args in (["--host", "0.0.0.0", "--token", "sk-lm-a:b"], ["--host", "127.0.0.1"], []):
+    for args in (
+        ["--host", "0.0.0.0", "--token", "sk-lm-Ab12Cd34:Ef56Gh78Ij90Kl12Mn34"],
+        ["--host", "127.0.0.1"],
+        [],
+    ):
         run_sim_main(monkeypatch, *args, "--port", "0")
         assert capsys.readouterr().err == ""
 

@@ -21,7 +21,7 @@ from lmgui.api.client import LMStudioClient, check_base_url, is_local_url
 from lmgui.api.errors import ApiError
 from lmgui.api.limits import Deadlines
 from lmgui.api.records import Model, ServerHardware
-from lmgui.core.gpu import GpuMemory, NvmlReader
+from lmgui.core.gpu import GpuMemory, GpuProcess, GpuReader, NvmlReader
 from lmgui.core.ledger import InstanceLedger
 from lmgui.core.paths import server_slug
 from lmgui.core.poller import Poller
@@ -59,8 +59,11 @@ class ServerConnection(QObject):
         self.ledger = InstanceLedger(
             state_dir / f"instances-{server_slug(self.url)}.json", report=self.problem.emit
         )
-        self.nvml = NvmlReader() if is_local_url(self.url) else None
+        self.nvml: GpuReader | None = NvmlReader() if is_local_url(self.url) else None
         self.gpus: list[GpuMemory] | None = None
+        self.gpu_processes: list[GpuProcess] | None = None
+        """The programs holding GPU memory at the last poll (making way tells LM Studio's
+        from the others)."""
         self.hardware: ServerHardware | None = None
         """The server's GPUs and VRAM as LM Studio surveyed them (its SDK channel), once known."""
         self._hardware_task: asyncio.Task[None] | None = None
@@ -135,6 +138,7 @@ class ServerConnection(QObject):
     def _on_poller_poll_finished(self) -> None:
         if self.nvml is not None:
             self.gpus = self.nvml.read()
+            self.gpu_processes = self.nvml.processes() if self.gpus else None
 
     # ------------------------------------------------------------------ lifetime
 

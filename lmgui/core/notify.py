@@ -21,6 +21,7 @@ KINDS: dict[str, str] = {
     "load_failed": "A load failed",
     "server": "The server went offline or came back",
     "snapshot": "Freeing the GPU or restoring a snapshot finished",
+    "make_way": "lmgui made way for another GPU program, or brought the models back",
 }
 
 REPEAT_SECONDS = 60.0

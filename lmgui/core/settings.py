@@ -34,6 +34,12 @@ class SettingsValues:
     close_to_tray: bool = True
     start_minimized: bool = False
     start_on_login: bool = False
+    demo_traffic: bool = True
+    """``lmgui --demo`` simulates other apps using the demo server."""
+    make_way: bool = False
+    """Unload idle instances when another program needs the GPU (a local NVIDIA GPU)."""
+    make_way_margin_gb: float = 2.0
+    make_way_auto_restore: bool = True
     notify: dict[str, bool] = field(default_factory=dict)
     favourites: tuple[str, ...] = ()
     forget_defaults: tuple[str, ...] = ()
@@ -119,6 +125,50 @@ class Settings:
     @close_to_tray_explained.setter
     def close_to_tray_explained(self, on: bool) -> None:
         self.q.setValue("tray/close_explained", bool(on))
+
+    @property
+    def make_way(self) -> bool:
+        """Make way for other GPU apps: off until the user turns it on."""
+        return bool(self._get("make_way/enabled", False, bool))
+
+    @make_way.setter
+    def make_way(self, on: bool) -> None:
+        self.q.setValue("make_way/enabled", bool(on))
+
+    @property
+    def make_way_margin_gb(self) -> float:
+        """Free VRAM kept for other programs while making way."""
+        return min(256.0, max(0.1, float(self._get("make_way/margin_gb", 2.0, float))))
+
+    @make_way_margin_gb.setter
+    def make_way_margin_gb(self, gb: float) -> None:
+        self.q.setValue("make_way/margin_gb", float(gb))
+
+    @property
+    def make_way_auto_restore(self) -> bool:
+        return bool(self._get("make_way/auto_restore", True, bool))
+
+    @make_way_auto_restore.setter
+    def make_way_auto_restore(self, on: bool) -> None:
+        self.q.setValue("make_way/auto_restore", bool(on))
+
+    @property
+    def make_way_offered(self) -> bool:
+        """The one-time offer to make way was shown."""
+        return bool(self._get("make_way/offered", False, bool))
+
+    @make_way_offered.setter
+    def make_way_offered(self, on: bool) -> None:
+        self.q.setValue("make_way/offered", bool(on))
+
+    @property
+    def demo_traffic(self) -> bool:
+        """The demo's simulated other apps (JIT loads, busy instances), on until turned off."""
+        return bool(self._get("demo/traffic", True, bool))
+
+    @demo_traffic.setter
+    def demo_traffic(self, on: bool) -> None:
+        self.q.setValue("demo/traffic", bool(on))
 
     @property
     def start_minimized(self) -> bool:
@@ -214,6 +264,10 @@ class Settings:
             self.profiles = list(values.profiles)
         self.close_to_tray = values.close_to_tray
         self.start_minimized = values.start_minimized
+        self.demo_traffic = values.demo_traffic
+        self.make_way = values.make_way
+        self.make_way_margin_gb = values.make_way_margin_gb
+        self.make_way_auto_restore = values.make_way_auto_restore
         for kind, on in values.notify.items():
             self.set_notify(kind, on)
         self.favourites = list(values.favourites)
@@ -238,6 +292,10 @@ class Settings:
             close_to_tray=self.close_to_tray,
             start_minimized=self.start_minimized,
             start_on_login=start_on_login,
+            demo_traffic=self.demo_traffic,
+            make_way=self.make_way,
+            make_way_margin_gb=self.make_way_margin_gb,
+            make_way_auto_restore=self.make_way_auto_restore,
             notify={k: self.notify(k) for k in KINDS},
             favourites=tuple(self.favourites),
         )

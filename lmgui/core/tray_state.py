@@ -93,6 +93,10 @@ class TrayState:
     """How many instances "Restore" would load back (the GPU was freed), else None."""
     snapshots_busy: bool = False
     """Freeing the GPU or restoring is under way."""
+    make_way: str | None = None
+    """What making way for another GPU program is doing, as a sentence (None: nothing)."""
+    make_way_restore: bool = False
+    """The tray offers "Restore (before making way)"."""
 
     @property
     def vram_bytes(self) -> int:
@@ -133,6 +137,8 @@ def build_tray_state(
     pinned: Iterable[str] = (),
     restorable: int | None = None,
     snapshots_busy: bool = False,
+    make_way: str | None = None,
+    make_way_restore: bool = False,
     now: float | None = None,
 ) -> TrayState:
     now = time.time() if now is None else now
@@ -178,6 +184,8 @@ def build_tray_state(
         status=status,
         restorable=restorable,
         snapshots_busy=snapshots_busy,
+        make_way=make_way,
+        make_way_restore=make_way_restore,
     )
 
 
@@ -230,6 +238,8 @@ def tooltip(state: TrayState) -> str:
         )
     if state.restorable:
         lines.append(f"GPU freed: Restore brings back {state.restorable} instance(s)")
+    if state.make_way:
+        lines.append(state.make_way)
     if state.paused:
         lines.append("Polling paused")
     return "\n".join(lines)

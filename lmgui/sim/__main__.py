@@ -12,12 +12,21 @@ from collections.abc import Sequence
 from lmgui.sim.catalog import DEMO_CATALOG, load_catalog, synthetic_catalog
 from lmgui.sim.server import Simulator
 from lmgui.sim.state import SimConfig
+from lmgui.sim.tokens import token_problem
+from lmgui.sim.traffic import TrafficRequest, fitting_llms
 
 
 def _rate(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError("must be a fraction from 0 to 1")
+    return value
+
+
+def _per_minute(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 6000.0:
+        raise argparse.ArgumentTypeError("must be above 0 and at most 6000 requests per minute")
     return value
 
 
@@ -55,12 +64,17 @@ def exposure_warning(host: str, token: str | None) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lmgui-sim",
-        description="An LM Studio 0.4 simulator, REST and SDK websocket API on one port "
-        "(for lmgui's demo mode and tests).",
+        description="An LM Studio 0.4 simulator: the native REST API, v0, the OpenAI- and "
+        "Anthropic-compatible endpoints and the SDK websocket API on one port (for lmgui's demo "
+        "mode and tests).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=1234, help="port, 0 for any free one (default 1234)")
-    p.add_argument("--token", help="require this API token (Authorization: Bearer)")
+    p.add_argument(
+        "--token",
+        help="require this API token (Authorization: Bearer), shaped as LM Studio makes them: "
+        "sk-lm-<8 letters or digits>:<20 letters or digits>",
+    )
     p.add_argument("--catalog", metavar="FILE.json", help="models to serve instead of the demo set")
     p.add_argument("--synthetic-models", type=int, metavar="N", help="serve N generated models")
     p.add_argument("--vram-gb", type=float, default=24.0, help="VRAM budget in GB (default 24)")
@@ -74,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--jit-ttl", type=float, default=3600.0, help="idle TTL of JIT loads, seconds")
     p.add_argument("--no-auto-evict", action="store_true", help="keep earlier JIT loads loaded")
+    p.add_argument(
+        "--no-jit",
+        action="store_true",
+        help="no just-in-time loading: requests for unloaded models fail, and /v1/models and "
+        "/api/v0/models list only loaded ones",
+    )
+    p.add_argument(
+        "--traffic",
+        type=_per_minute,
+        metavar="RATE",
+        help="simulate another app chatting through /v1/chat/completions with random LLMs, "
+        "RATE requests per minute on average (JIT loads, busy instances, TTL resets)",
+    )
     p.add_argument("--answer-tokens", type=int, help="fixed answer length in words")
     p.add_argument("--legacy", action="store_true", help="behave like LM Studio before 0.4")
     p.add_argument("--models-shape", choices=["v1", "v0"], default="v1", help="model list shape")
@@ -129,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.token is not None and (problem := token_problem(args.token)):
+        print(f"lmgui-sim: {problem}", file=sys.stderr)
+        return 2
     try:
         if args.catalog:
             catalog = load_catalog(args.catalog)
@@ -150,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         accept_load_extensions=args.accept_load_extensions,
         jit_ttl_seconds=args.jit_ttl,
         auto_evict=not args.no_auto_evict,
+        jit=not args.no_jit,
         answer_tokens=args.answer_tokens,
         legacy=args.legacy,
         models_shape=args.models_shape,
@@ -181,8 +212,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGUSR1, lambda *_: sim.state.restart())
     print(f"LM Studio simulator listening on {sim.url}", flush=True)
     print(f"  {len(catalog)} models, {config.vram_gb:g} GB VRAM budget; Ctrl+C to stop", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        sim.serve_forever()
+    if args.traffic:
+        models = fitting_llms(catalog, config.vram_gb)
+        print(
+            f"  another app chats with {len(models)} LLMs, {args.traffic:g} requests a minute",
+            flush=True,
+        )
+
+        def report(request: TrafficRequest) -> None:
+            if not sim.exiting:  # a request cut off by Ctrl+C is no news
+                print(f"  traffic: {request.describe()}", flush=True)
+
+        sim.start_traffic(args.traffic, models=models, on_request=report)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            sim.serve_forever()
+    finally:
+        sim.stop_traffic()
     return 0
 
 

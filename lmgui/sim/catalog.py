@@ -62,7 +62,7 @@ def _llm(
 
 
 def _embedding(
-    key: str, name: str, quant: str, bits: float, size_gb: float, ctx: int
+    key: str, name: str, quant: str, bits: float, size_gb: float, ctx: int, dims: int = 768
 ) -> dict[str, Any]:
     return {
         "type": "embedding",
@@ -74,6 +74,7 @@ def _embedding(
         "params_string": None,
         "max_context_length": ctx,
         "format": "gguf",
+        "_sim_dimensions": dims,  # the embedding vectors' length; stripped before serving
     }
 
 
@@ -230,7 +231,7 @@ DEMO_CATALOG: list[dict[str, Any]] = [
     _embedding(
         "text-embedding-nomic-embed-text-v1.5", "Nomic Embed Text v1.5", "F16", 16, 0.27, 2048
     ),
-    _embedding("qwen/qwen3-embedding-0.6b", "Qwen3 Embedding 0.6B", "Q8_0", 8, 0.64, 32768),
+    _embedding("qwen/qwen3-embedding-0.6b", "Qwen3 Embedding 0.6B", "Q8_0", 8, 0.64, 32768, 1024),
 ]
 
 REMOTE_CATALOG: list[dict[str, Any]] = [

@@ -904,8 +904,15 @@ async def _get_load_config(conn: _Connection, parameter: Any) -> Any:
 
 async def _processing_state(conn: _Connection, parameter: Any) -> Any:
     inst = _require(conn, parameter, "getInstanceProcessingState")
-    status = "generating" if inst.generating else "processingPrompt" if inst.prompting else "idle"
-    return {"status": status, "queued": inst.prompting + inst.generating}
+    if inst.generating:
+        status = "generating"
+    elif inst.embedding:
+        status = "computingEmbedding"
+    elif inst.prompting:
+        status = "processingPrompt"
+    else:
+        status = "idle"
+    return {"status": status, "queued": inst.prompting + inst.generating + inst.embedding}
 
 
 async def _unload(conn: _Connection, parameter: Any) -> Any:

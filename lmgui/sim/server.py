@@ -26,10 +26,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from lmgui.sim import engine
+from lmgui.sim.anthropic_compat import MessagesApi
 from lmgui.sim.catalog import DEMO_CATALOG
+from lmgui.sim.openai_compat import OpenAICompat
+from lmgui.sim.responses_compat import ResponsesApi
 from lmgui.sim.sdk import SdkApi, refuse
 from lmgui.sim.state import SimConfig, SimError, SimInstance, SimState, Work
 from lmgui.sim.textgen import Turn, generate, tokens_of
+from lmgui.sim.tokens import malformed
+from lmgui.sim.traffic import Traffic
+from lmgui.sim.v0 import V0Models
 from lmgui.sim.validation import (
     as_object,
     check_field,
@@ -205,25 +212,6 @@ class _Turn:
         return state.store(self.entry["key"], instance_id, turns)
 
 
-class _Pacer:
-    """Sleeps so that token i goes out at start + i / rate (batching sub-4 ms waits)."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate = rate
-        self.start = asyncio.get_running_loop().time()
-        self.count = 0
-
-    async def tick(self) -> None:
-        self.count += 1
-        if self.rate <= 0:
-            if self.count % 64 == 0:
-                await asyncio.sleep(0)
-            return
-        delay = self.start + self.count / self.rate - asyncio.get_running_loop().time()
-        if delay > 0.004:
-            await asyncio.sleep(delay)
-
-
 def _token_matches(given: bytes, expected: str) -> bool:
     """Constant-time comparison, on bytes so that any token (non-ASCII too) compares."""
     return hmac.compare_digest(given, expected.encode("utf-8"))
@@ -251,13 +239,8 @@ def create_app(state: SimState, stopping: threading.Event | None = None) -> Star
             return JSONResponse({"object": "list", "data": state.list_models_v0()})
         return JSONResponse({"models": state.list_models()})
 
-    async def list_models_v0(request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": state.list_models_v0()})
-
     async def wait_loaded(inst: SimInstance) -> bool:
-        """Wait out an instance's load (real time); False when it was unloaded meanwhile."""
-        await asyncio.sleep(inst.load_seconds)
-        return state.finish_load(inst.id) is not None
+        return await engine.wait_loaded(state, inst)
 
     async def load(request: Request) -> Response:
         body = validate_load(await _json_body(request), cfg.accept_load_extensions)
@@ -284,10 +267,7 @@ def create_app(state: SimState, stopping: threading.Event | None = None) -> Star
         return JSONResponse({"instance_id": instance_id})
 
     async def until_ready(inst: SimInstance) -> None:
-        # The state is shared with other threads (tests), so it holds no asyncio.Event; a short
-        # poll inside the simulator is fine.
-        while inst.loading and inst.id in state.instances:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+        await engine.until_ready(state, inst)
 
     async def chat(request: Request) -> Response:
         body = validate_chat(await _json_body(request))
@@ -295,6 +275,13 @@ def create_app(state: SimState, stopping: threading.Event | None = None) -> Star
         turn = _Turn(state, body, entry)
         if body.get("stream") and cfg.stream_comments_only:
             return _sse(comments_only())
+        if inst is None and not cfg.jit:
+            raise SimError.of(
+                404,
+                f"Model '{body['model']}' is not loaded, and just-in-time loading is off.",
+                "model_not_found",
+                "model_not_found",
+            )
         jit = None
         if inst is None and not turn.unknown_previous:
             jit = inst = state.begin_load(entry["key"], {}, jit=True)
@@ -361,7 +348,7 @@ def create_app(state: SimState, stopping: threading.Event | None = None) -> Star
         yield _frame("prompt_processing.end", {})
         if work is not None:
             work.generating()
-        pacer = _Pacer(turn.tps)
+        pacer = engine.Pacer(turn.tps)
         if turn.reasoning_tokens:
             yield _frame("reasoning.start", {})
             for tok in turn.reasoning_tokens:
@@ -464,6 +451,7 @@ def create_app(state: SimState, stopping: threading.Event | None = None) -> Star
 
         return run
 
+    compat = OpenAICompat(state)
     routes = [
         Route("/api/v1/models", guarded(list_models), methods=["GET"]),
         Route("/api/v1/models/load", guarded(load), methods=["POST"]),
@@ -475,7 +463,10 @@ def create_app(state: SimState, stopping: threading.Event | None = None) -> Star
             guarded(download_status),
             methods=["GET"],
         ),
-        Route("/api/v0/models", list_models_v0, methods=["GET"]),
+        *V0Models(state).routes(),
+        *compat.routes(),
+        *ResponsesApi(state, compat).routes(),
+        *MessagesApi(state).routes(),
         Route(GREETING_PATH, greeting, methods=["GET"]),
         Route(
             "/{path:path}",
@@ -572,22 +563,18 @@ class SimMiddleware:
         roll -= cfg.drop_rate
         if roll < cfg.truncate_rate:
             send = _truncating(send)
-        if cfg.legacy and path.startswith("/api/v1"):
+        if cfg.legacy and (path.startswith("/api/v1") or path == "/v1/messages"):
             await _send_json(send, 200, _unexpected(scope["method"], path))
             return
         # The SDKs probe the greeting without credentials, before they authenticate on the
         # websocket, so it answers without a token.
         if cfg.token is not None and path != GREETING_PATH:
-            # The raw header bytes (ASGI headers are bytes; the dict above is latin-1 text).
-            given = next((v for k, v in scope["headers"] if k.lower() == b"authorization"), b"")
-            raw_token = (
-                given.removeprefix(b"Bearer ").strip() if given.startswith(b"Bearer ") else b""
-            )
+            raw_token = _given_token(scope["headers"], path)
             if not _token_matches(raw_token, cfg.token):
                 token = raw_token.decode("utf-8", "replace")
                 if not token:
                     message_text = _AUTH_REQUIRED
-                elif not token.startswith("sk-lm-"):
+                elif malformed(token, cfg.token):
                     message_text = f"Malformed LM Studio API token provided: {token}"
                 else:
                     message_text = "Invalid LM Studio API token provided."
@@ -613,6 +600,21 @@ class SimMiddleware:
                 await refuse(send)
             return
         await self.sdk(scope, receive, send)
+
+
+def _given_token(headers: list[tuple[bytes, bytes]], path: str) -> bytes:
+    """The raw token bytes a request carries (ASGI headers are bytes): ``Authorization:
+    Bearer``, or on the Anthropic-compatible path also ``x-api-key`` / ``x-api-token``, which
+    Anthropic's SDKs send and LM Studio accepts there."""
+    found: dict[bytes, bytes] = {}
+    for k, v in headers:
+        found.setdefault(k.lower(), v)
+    given = found.get(b"authorization", b"")
+    if given.startswith(b"Bearer "):
+        return given.removeprefix(b"Bearer ").strip()
+    if path == "/v1/messages":
+        return (found.get(b"x-api-key") or found.get(b"x-api-token") or b"").strip()
+    return b""
 
 
 async def _send_raw(send: Send, status: int, body: bytes, ctype: str) -> None:
@@ -705,6 +707,8 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self.port = self.config.port
+        self.traffic: Traffic | None = None
+        """Other apps' simulated traffic, while ``start_traffic`` has it running."""
 
     @property
     def url(self) -> str:
@@ -753,7 +757,28 @@ class Simulator:
         self._server = self._make_server()
         self._server.run(sockets=[sock])
 
+    @property
+    def exiting(self) -> bool:
+        """The server was told to stop (Ctrl+C on ``lmgui-sim``) and is shutting down."""
+        return self._stopping.is_set() or (self._server is not None and self._server.should_exit)
+
+    def start_traffic(self, per_minute: float, **options: Any) -> Traffic:
+        """Start (or restart at a new rate) a simulated other app chatting with this server
+        through ``/v1/chat/completions``; ``options`` go to ``Traffic`` (``models``, ``ttl``,
+        ``seed``...). It sends the server's token, and stops with the server."""
+        self.stop_traffic()
+        options.setdefault("seed", self.config.seed)
+        options.setdefault("token", self.config.token)
+        self.traffic = Traffic(self.url, per_minute, **options).start()
+        return self.traffic
+
+    def stop_traffic(self) -> None:
+        if self.traffic is not None:
+            self.traffic.stop()
+            self.traffic = None
+
     def stop(self) -> None:
+        self.stop_traffic()
         self._stopping.set()  # stalled and comments-only fault streams end at once
         if self._server is not None:
             self._server.should_exit = True

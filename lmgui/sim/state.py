@@ -62,6 +62,10 @@ class SimConfig:
     accept_load_extensions: bool = False
     jit_ttl_seconds: float = 3600.0
     auto_evict: bool = True
+    jit: bool = True
+    """Just-in-time loading: a request to a model that is not loaded loads it (LM Studio's
+    default). Off, such a request is refused, and ``/v1/models`` and ``/api/v0/models`` list
+    only loaded models, as the real server does."""
     answer_tokens: int | None = None
     """Fixed answer length in words (benchmarks); None means seeded 24..72."""
     download_bytes_per_second: float = 400e6
@@ -141,10 +145,12 @@ class SimInstance:
     """Requests on this instance that are processing their prompt."""
     generating: int = 0
     """Requests on this instance that are generating tokens."""
+    embedding: int = 0
+    """Requests on this (embedding model's) instance that are computing embeddings."""
 
     @property
     def busy(self) -> bool:
-        return self.prompting + self.generating > 0
+        return self.prompting + self.generating + self.embedding > 0
 
 
 class Work:
@@ -158,7 +164,7 @@ class Work:
     def __init__(self, state: SimState, inst: SimInstance) -> None:
         self._state = state
         self._inst = inst
-        self._phase: Literal["prompt", "generating", "done"] = "prompt"
+        self._phase: Literal["prompt", "generating", "embedding", "done"] = "prompt"
         inst.prompting += 1
 
     def generating(self) -> None:
@@ -168,12 +174,22 @@ class Work:
                 self._inst.generating += 1
                 self._phase = "generating"
 
+    def embedding(self) -> None:
+        """An embedding request: from prompt processing to computing the vectors."""
+        with self._state.lock:
+            if self._phase == "prompt":
+                self._inst.prompting -= 1
+                self._inst.embedding += 1
+                self._phase = "embedding"
+
     def done(self) -> None:
         with self._state.lock:
             if self._phase == "prompt":
                 self._inst.prompting -= 1
             elif self._phase == "generating":
                 self._inst.generating -= 1
+            elif self._phase == "embedding":
+                self._inst.embedding -= 1
             if self._phase != "done":
                 self._phase = "done"
                 self._inst.last_used = self._state.clock()
@@ -260,26 +276,64 @@ class SimState:
                 out.append(item)
             return out
 
-    def list_models_v0(self) -> list[dict[str, Any]]:
-        out = []
-        for m in self.list_models():
-            loaded = m["loaded_instances"]
-            vision = bool((m.get("capabilities") or {}).get("vision"))
-            item: dict[str, Any] = {
-                "id": m["key"],
-                "object": "model",
-                "type": "embeddings" if m["type"] == "embedding" else ("vlm" if vision else "llm"),
-                "publisher": m.get("publisher"),
-                "arch": m.get("architecture"),
-                "compatibility_type": m.get("format"),
-                "quantization": (m.get("quantization") or {}).get("name"),
-                "state": "loaded" if loaded else "not-loaded",
-                "max_context_length": m.get("max_context_length"),
-            }
-            if loaded:
-                item["loaded_context_length"] = loaded[0]["config"].get("context_length")
-            out.append(item)
-        return out
+    def list_models_v0(self, *, detail: bool = False) -> list[dict[str, Any]]:
+        """The v0 rows: one per model, ``state`` ``loaded`` once one of its instances finished
+        loading, ``loading`` while its only instances are still loading.
+
+        ``detail``: the rows ``/api/v0/models`` serves, with the ``capabilities`` array (only
+        ``tool_use`` is known) and, while JIT loading is off, only models that are loaded.
+        """
+        with self.lock:
+            self._expire()
+            states: dict[str, list[SimInstance]] = {}
+            for inst in self.instances.values():
+                states.setdefault(inst.model_key, []).append(inst)
+            out = []
+            for e in self._catalog:
+                insts = states.get(e["key"], [])
+                done = [i for i in insts if not i.loading]
+                if detail and not self.config.jit and not done:
+                    continue
+                out.append(self._v0_row(e, insts, done, detail))
+            return out
+
+    def model_v0(self, model: str) -> dict[str, Any] | None:
+        """One ``/api/v0/models/{id}`` row by key, variant or instance id; None if unknown (or
+        not loaded while JIT loading is off)."""
+        with self.lock:
+            self._expire()
+            inst = self.instances.get(model)
+            entry = self.entry(inst.model_key if inst else model)
+            if entry is None:
+                return None
+            insts = [i for i in self.instances.values() if i.model_key == entry["key"]]
+            done = [i for i in insts if not i.loading]
+            if not self.config.jit and not done:
+                return None
+            return self._v0_row(entry, insts, done, True)
+
+    @staticmethod
+    def _v0_row(
+        e: dict[str, Any], insts: list[SimInstance], done: list[SimInstance], detail: bool
+    ) -> dict[str, Any]:
+        caps = e.get("capabilities") or {}
+        vision = bool(caps.get("vision"))
+        item: dict[str, Any] = {
+            "id": e["key"],
+            "object": "model",
+            "type": "embeddings" if e["type"] == "embedding" else ("vlm" if vision else "llm"),
+            "publisher": e.get("publisher"),
+            "arch": e.get("architecture"),
+            "compatibility_type": e.get("format"),
+            "quantization": (e.get("quantization") or {}).get("name"),
+            "state": "loaded" if done else ("loading" if insts else "not-loaded"),
+            "max_context_length": e.get("max_context_length"),
+        }
+        if done:
+            item["loaded_context_length"] = done[0].config.get("context_length")
+        if detail:
+            item["capabilities"] = ["tool_use"] if caps.get("trained_for_tool_use") else []
+        return item
 
     # ------------------------------------------------------------------ memory
 
@@ -427,22 +481,30 @@ class SimState:
 
     # ------------------------------------------------------------------ chat
 
-    def resolve_chat_target(self, model: str) -> tuple[dict[str, Any], SimInstance | None]:
-        """(catalog entry, instance to use); instance None means a JIT load is needed."""
+    def find_target(self, model: str) -> tuple[dict[str, Any] | None, SimInstance | None]:
+        """(catalog entry, instance to use) for a request's ``model``: an instance id, a key or
+        a variant. The instance is a live one (not a copy), one that finished loading when
+        there is one; None when the model has no instance. The entry is None for an unknown
+        model. Any type of model: each surface says what it accepts."""
         with self.lock:
             self._expire()
             inst = self.instances.get(model)
             if inst is not None:
-                entry = self.entry(inst.model_key)
-                assert entry is not None
-            else:
-                entry = self.entry(model)
-                if entry is None:
-                    raise SimError.of(
-                        404, f"Model '{model}' not found.", "model_not_found", "model_not_found"
-                    )
-                inst = next(
-                    (i for i in self.instances.values() if i.model_key == entry["key"]), None
+                return self.entry(inst.model_key), inst
+            entry = self.entry(model)
+            if entry is None:
+                return None, None
+            insts = [i for i in self.instances.values() if i.model_key == entry["key"]]
+            ready = [i for i in insts if not i.loading] or insts
+            return entry, ready[0] if ready else None
+
+    def resolve_chat_target(self, model: str) -> tuple[dict[str, Any], SimInstance | None]:
+        """(catalog entry, instance to use); instance None means a JIT load is needed."""
+        with self.lock:
+            entry, inst = self.find_target(model)
+            if entry is None:
+                raise SimError.of(
+                    404, f"Model '{model}' not found.", "model_not_found", "model_not_found"
                 )
             if entry["type"] != "llm":
                 raise SimError.of(
@@ -505,11 +567,18 @@ class SimState:
             stored = self.responses.get(previous_response_id)
             return stored.turns if stored else None
 
-    def store(self, model_key: str, instance_id: str, turns: tuple[Turn, ...]) -> str:
+    def response_id(self) -> str:
+        """A new stored-response id, ``resp_`` and 48 hex digits (what LM Studio makes)."""
         with self.lock:
             n = next(self._ids)
-            digest = hashlib.sha256(f"{self.config.seed}:{n}".encode()).hexdigest()[:48]
-            rid = f"resp_{digest}"
+            return "resp_" + hashlib.sha256(f"{self.config.seed}:{n}".encode()).hexdigest()[:48]
+
+    def store(
+        self, model_key: str, instance_id: str, turns: tuple[Turn, ...], rid: str | None = None
+    ) -> str:
+        """Keep a thread under a response id (a new one unless ``rid`` is given)."""
+        with self.lock:
+            rid = rid or self.response_id()
             self.responses[rid] = StoredResponse(rid, model_key, instance_id, turns, self.clock())
             return rid
 

@@ -7,12 +7,13 @@ of the same thread, so a wrong ``previous_response_id`` shows at a glance.
 
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Turn", "generate", "snippet", "tokens_of"]
+__all__ = ["Turn", "embed", "generate", "snippet", "tokens_of"]
 
 _SENTENCES = (
     "The server keeps the thread, so each turn sends only the new input.",
@@ -93,3 +94,11 @@ def generate(
             "I will answer briefly and refer back where it helps."
         )
     return thought, message
+
+
+def embed(*, seed: int, model: str, text: str, dimensions: int) -> list[float]:
+    """A unit vector for ``text``: the same text and model always give the same vector."""
+    rng = _rng(seed, "embed", model, text)
+    v = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / norm for x in v]

@@ -173,9 +173,15 @@ class SettingsDialog(QDialog):
         self.start_on_login = QCheckBox("Start lmgui when I &log in")
         self.start_on_login.setChecked(values.start_on_login)
         self.start_on_login.setEnabled(autostart_supported)
+        self.demo_traffic = QCheckBox("In the &demo, simulate other apps using the server")
+        self.demo_traffic.setToolTip(
+            "lmgui --demo: another app chats with random models now and then, so JIT loads, "
+            "busy instances and TTL resets show up"
+        )
+        self.demo_traffic.setChecked(values.demo_traffic)
         window_tab = QWidget()
         window_layout = QVBoxLayout(window_tab)
-        for w in (self.close_to_tray, self.start_minimized, self.start_on_login):
+        for w in (self.close_to_tray, self.start_minimized, self.start_on_login, self.demo_traffic):
             window_layout.addWidget(w)
         if not tray_available:
             window_layout.addWidget(
@@ -205,6 +211,33 @@ class SettingsDialog(QDialog):
         memory_form.addRow(
             "", plain_label("Your GPU's memory, for the fit check when NVML cannot measure it.")
         )
+        self.make_way = QCheckBox("&Make way for other GPU programs")
+        self.make_way.setToolTip(
+            "When another program (a game, Blender, a training run) takes the GPU's memory, "
+            'save what is loaded as "before making way" and unload idle instances, least '
+            "recently used first (never a busy or pinned one); bring them back afterwards"
+        )
+        self.make_way.setChecked(values.make_way)
+        self.make_way_margin = QDoubleSpinBox()
+        self.make_way_margin.setAccessibleName("Free VRAM to keep for other programs")
+        self.make_way_margin.setRange(0.5, 256)
+        self.make_way_margin.setDecimals(1)
+        self.make_way_margin.setSuffix(" GB")
+        self.make_way_margin.setValue(values.make_way_margin_gb)
+        self.make_way_auto = QCheckBox("Bring the models back on their own when it is done")
+        self.make_way_auto.setToolTip("Otherwise the tray offers Restore")
+        self.make_way_auto.setChecked(values.make_way_auto_restore)
+        memory_form.addRow("", self.make_way)
+        memory_form.addRow("Keep &free for them:", self.make_way_margin)
+        memory_form.addRow("", self.make_way_auto)
+        memory_form.addRow(
+            "",
+            plain_label(
+                "For a server on this machine with an NVIDIA GPU (pip install 'lmgui[nvidia]')."
+            ),
+        )
+        self.make_way.toggled.connect(self._on_make_way_toggled)
+        self._on_make_way_toggled(values.make_way)
         memory_tab = QWidget()
         memory_tab.setLayout(memory_form)
         tabs.addTab(memory_tab, "Memory")
@@ -305,6 +338,10 @@ class SettingsDialog(QDialog):
 
     # ------------------------------------------------------------------ result
 
+    def _on_make_way_toggled(self, on: bool) -> None:
+        self.make_way_margin.setEnabled(on)
+        self.make_way_auto.setEnabled(on)
+
     def validate(self) -> bool:
         problem = url_problem(self.server.text())
         self.server_error.setText(problem or "")
@@ -338,6 +375,10 @@ class SettingsDialog(QDialog):
             profiles=profiles,
             close_to_tray=self.close_to_tray.isChecked(),
             start_minimized=self.start_minimized.isChecked(),
+            demo_traffic=self.demo_traffic.isChecked(),
+            make_way=self.make_way.isChecked(),
+            make_way_margin_gb=self.make_way_margin.value(),
+            make_way_auto_restore=self.make_way_auto.isChecked(),
             start_on_login=self.start_on_login.isChecked(),
             notify={k: b.isChecked() for k, b in self.notify_boxes.items()},
             favourites=favourites,

@@ -39,6 +39,7 @@ class TrayController(QObject):
     menu_opening = Signal()
     free_requested = Signal()
     restore_requested = Signal()
+    make_way_restore_requested = Signal()
     pin_toggled = Signal(str, bool)
 
     def __init__(self, state: Callable[[], TrayState], parent: QObject | None = None) -> None:
@@ -121,6 +122,8 @@ class TrayController(QObject):
             self.free_requested.emit()
         elif kind == "restore":
             self.restore_requested.emit()
+        elif kind == "make_way_restore":
+            self.make_way_restore_requested.emit()
         elif kind == "pin":
             self.pin_toggled.emit(arg, action.isChecked())
 
@@ -179,6 +182,13 @@ class TrayController(QObject):
                 f"Restore {state.restorable} instance(s) unloaded to free the GPU",
                 ("restore", None),
                 enabled=online and not state.snapshots_busy,
+            )
+        if state.make_way_restore:
+            self._act(
+                menu,
+                "Restore the models unloaded to make way",
+                ("make_way_restore", None),
+                enabled=online,
             )
         loads = self._submenu("Load")
         loads.setEnabled(online and bool(state.quick_loads))
