@@ -31,6 +31,8 @@ from lmgui.core.actions import Actions, LoadRequest
 from lmgui.core.autostart import Autostart
 from lmgui.core.chat_store import AsyncChatStore
 from lmgui.core.connection import ServerConnection
+from lmgui.core.event_log import EventLog
+from lmgui.core.event_store import AsyncEventStore
 from lmgui.core.format import busy_unload_question
 from lmgui.core.launcher import APP_ID
 from lmgui.core.ledger import InstanceLedger
@@ -131,6 +133,14 @@ class LmguiApp(QObject):
             on_used=lambda instance_id: self.ledger.touch(instance_id),
         )
         self.window.set_chat_pane(self.chat)
+        # The timeline: recorded whenever lmgui runs, window or tray.
+        self.event_log = EventLog(
+            AsyncEventStore(paths.data_dir / "events.sqlite3"),
+            expected=self.actions.expected,
+            vram=lambda: (self.tree.total_vram(), self.window.dialogs.vram_context().total_bytes),
+            parent=self,
+        )
+        self.event_log.follow(self.conn)
         self.window.dialogs.pinned = self.snapshots.pinned
         self.window.pinned = self.snapshots.pinned
         self.window.pin_toggled.connect(self.snapshots.set_pinned)
@@ -235,6 +245,7 @@ class LmguiApp(QObject):
                 await self.actions.abandon(f"lmgui switched to {display_url(url)}")
                 self.conn = self._new_connection(url, None)
                 self.make_way = self._new_make_way(self.conn)  # an episode is per server
+                self.event_log.follow(self.conn)
                 self.policy = NotificationPolicy(url)
                 self._wire_connection(self.conn)
                 self.window.set_poller(self.conn.poller)
@@ -396,6 +407,8 @@ class LmguiApp(QObject):
             }.get(event.kind, "Making way")
             self.notifier.say("make_way", f"{event.kind}:{event.sentence}", title, event.sentence)
             self.window.statusBar().showMessage(event.sentence, 20000)
+        if event.kind in ("made_way", "restored", "restore_available"):
+            self.event_log.action(event.sentence)
         if event.kind in ("made_way", "restored"):
             self.poller.poke()
         self.tray.update()
@@ -418,6 +431,7 @@ class LmguiApp(QObject):
         self.tray.update()
 
     def _on_snapshots_finished(self, sentence: str, ok: bool) -> None:
+        self.event_log.action(sentence)
         self.window.statusBar().showMessage(sentence, 20000)
         self.notifier.say("snapshot", sentence, "lmgui" if ok else "lmgui: not all done", sentence)
         self.tray.update()
@@ -470,6 +484,7 @@ class LmguiApp(QObject):
 
     def _on_actions_load_failed(self, request: LoadRequest, message: str) -> None:
         self._notify([self.policy.load_failed(request.model_key, message)])
+        self.event_log.load_failed(request.model_key, message)
 
     def _on_actions_unload_finished(self, instance_id: str) -> None:
         self._notify([self.policy.unloaded(instance_id)])
@@ -584,6 +599,7 @@ class LmguiApp(QObject):
         await self.chat.aclose()
         await self.tasks.aclose()
         await self.snapshots.aclose()
+        await self.event_log.aclose()
         await self.actions.aclose()
         await self.conn.aclose()
         await self.chat_store.aclose()

@@ -62,6 +62,7 @@ QTCORE_IN_CORE = {
     "lmgui.core.actions",
     "lmgui.core.chat",
     "lmgui.core.connection",
+    "lmgui.core.event_log",
     "lmgui.core.notify",
     "lmgui.core.poller",
     "lmgui.core.settings",
