@@ -596,6 +596,8 @@ class LmguiApp(QObject):
 
     async def shutdown(self) -> None:
         self.window.save_layout()
+        # Polling stops first: its signals feed the task owners closed below.
+        await self.conn.poller.aclose()
         await self.chat.aclose()
         await self.tasks.aclose()
         await self.snapshots.aclose()

@@ -166,6 +166,12 @@ class EventRecorder:
         removed = [old[iid] for c in diff.changed for iid in c.instances_removed if iid in old]
         removed += [(m, i) for m in before.models if m.key in diff.removed for i in m.instances]
         events: list[Event] = []
+        if self._online is False:
+            # The poll that finds the server again reports its list before its status: the
+            # server is back, and what it forgot went with its restart.
+            self._online = True
+            self._restarted = True
+            events.append(self._event("online", "server"))
         restarted, self._restarted = self._restarted, False
         for model, inst in removed:
             if expected("removed", inst.id, model.key):
