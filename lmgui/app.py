@@ -32,7 +32,7 @@ from lmgui.core.autostart import Autostart
 from lmgui.core.chat_store import AsyncChatStore
 from lmgui.core.connection import ServerConnection
 from lmgui.core.event_log import EventLog
-from lmgui.core.event_store import AsyncEventStore
+from lmgui.core.event_store import EVENTS_FILE, AsyncEventStore
 from lmgui.core.format import busy_unload_question
 from lmgui.core.launcher import APP_ID
 from lmgui.core.ledger import InstanceLedger
@@ -135,7 +135,7 @@ class LmguiApp(QObject):
         self.window.set_chat_pane(self.chat)
         # The timeline: recorded whenever lmgui runs, window or tray.
         self.event_log = EventLog(
-            AsyncEventStore(paths.data_dir / "events.sqlite3"),
+            AsyncEventStore(paths.data_dir / EVENTS_FILE),
             expected=self.actions.expected,
             vram=lambda: (self.tree.total_vram(), self.window.dialogs.vram_context().total_bytes),
             parent=self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import functools
 import json
@@ -46,6 +47,8 @@ from lmgui.api.events import (
 )
 from lmgui.api.records import Instance, Model
 from lmgui.core import saved_sets
+from lmgui.core.event_store import EVENTS_FILE, EventFilter, EventStore
+from lmgui.core.events import Event
 from lmgui.core.format import (
     NOT_SAID,
     UNREADABLE,
@@ -264,6 +267,22 @@ def build_parser() -> argparse.ArgumentParser:
         "restore", parents=[common], help='load again what "free" unloaded (or a snapshot NAME)'
     )
     restore_cmd.add_argument("name", metavar="NAME", nargs="?", default=FREEING)
+
+    ev = sub.add_parser(
+        "events",
+        parents=[common],
+        help="the timeline: what was loaded and unloaded on the server, by whom and why",
+        description="The events lmgui recorded while its window or tray ran, oldest first, one "
+        "line each with who caused it (lmgui, another client, the server).",
+    )
+    ev.add_argument(
+        "--since",
+        type=_duration,
+        default=24 * 3600.0,
+        metavar="AGE",
+        help="how far back: 90s, 30m, 2h, 7d (default 24h)",
+    )
+    ev.add_argument("--follow", action="store_true", help="keep printing events as they come")
 
     dl = sub.add_parser("download", parents=[common], help="download a model")
     dl.add_argument("model", help="catalog id or Hugging Face URL")
@@ -497,6 +516,42 @@ class Cli:
                 self.out.write(f"Unloaded {iid}.\n")
         else:
             self.note("Nothing was loaded.")
+
+    # ------------------------------------------------------------------ the timeline
+
+    async def events(self, c: LMStudioClient) -> None:
+        path = self.paths.data_dir / EVENTS_FILE
+        if not path.exists():
+            self.note("No events recorded yet: lmgui records them while its window or tray runs.")
+            if not self.args.follow:
+                return
+        store = EventStore(path)  # following: the file lmgui will write to, made now
+        try:
+            f = EventFilter(server=c.base_url, since=time.time() - self.args.since)
+            shown = list(reversed(store.events(f, limit=1_000_000)))
+            if not shown and not self.args.follow:
+                self.note(f"No events for {c.display_url} in that time.")
+            self._print_events(shown, follow=self.args.follow)
+            last = shown[-1].id if shown and shown[-1].id is not None else 0
+            while self.args.follow:
+                await asyncio.sleep(1.0)
+                new = store.after(last, EventFilter(server=c.base_url))
+                if new:
+                    self._print_events(new, follow=True)
+                    last = new[-1].id or last
+        finally:
+            store.close()
+
+    def _print_events(self, events: Sequence[Event], *, follow: bool) -> None:
+        if self.json and not follow:
+            emit_json([dataclasses.asdict(e) for e in events], self.out)
+            return
+        for e in events:
+            if self.json:  # one JSON object a line while following
+                self.out.write(json.dumps(dataclasses.asdict(e), ensure_ascii=False) + "\n")
+            else:
+                self.out.write(e.line() + "\n")
+        self.out.flush()
 
     # ------------------------------------------------------------------ snapshots
 
@@ -788,6 +843,22 @@ def _ttl(
     if info is not None and info.enforced_by_lmgui and info.ttl_seconds and info.idle_deadline:
         return (float(info.ttl_seconds), max(0.0, info.idle_deadline - now)), "lmgui"
     return None, None
+
+
+def _duration(text: str) -> float:
+    """ "90s", "30m", "2h", "7d" (a bare number is seconds) as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an age: give a number with s, m, h or d (2h, 30m)."
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError("Give an age above zero (2h, 30m).")
+    return value * units[unit]
 
 
 def _iso(wall: float | None) -> str | None:

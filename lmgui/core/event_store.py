@@ -25,6 +25,7 @@ from lmgui.core.events import Event, Sample
 from lmgui.core.paths import private_file
 
 __all__ = [
+    "EVENTS_FILE",
     "EVENT_DAYS",
     "MAX_EVENTS",
     "SAMPLE_DAYS",
@@ -35,6 +36,8 @@ __all__ = [
 
 T = TypeVar("T")
 
+EVENTS_FILE = "events.sqlite3"
+"""In lmgui's data folder."""
 EVENT_DAYS = 90
 MAX_EVENTS = 200_000
 SAMPLE_DAYS = 7
