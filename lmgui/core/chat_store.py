@@ -11,18 +11,17 @@ file and runs every call on one worker thread, so the GUI thread never waits on 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from lmgui.core.chat_export import branch_json, branch_markdown
 from lmgui.core.paths import private_file
+from lmgui.core.worker import OnWorker
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -381,24 +380,12 @@ class AsyncChatStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = path
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmgui-chat-db")
-        self._store: ChatStore | None = None
-        """Touched on the worker thread only."""
-        self._closed = False
-
-    # ------------------------------------------------------------------ the worker
-
-    def _on_worker(self, job: Callable[[ChatStore], T]) -> T:
-        if self._store is None:
-            # A failed open is tried again by the next call; it raises the same sentence.
-            self._store = ChatStore(self.path)
-        return job(self._store)
+        self._worker = OnWorker(
+            lambda: ChatStore(path), thread="lmgui-chat-db", closed="The chat history is closed."
+        )
 
     async def _run(self, job: Callable[[ChatStore], T]) -> T:
-        if self._closed:
-            raise RuntimeError("The chat history is closed.")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._on_worker, job)
+        return await self._worker.run(job)
 
     async def open(self) -> None:
         """Open the file and bring it to the current schema (every other call does so too);
@@ -407,17 +394,7 @@ class AsyncChatStore:
 
     async def aclose(self) -> None:
         """Close the file (if it was ever opened) after the calls already queued."""
-        if self._closed:
-            return
-        self._closed = True
-
-        def close() -> None:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-
-        await asyncio.get_running_loop().run_in_executor(self._pool, close)
-        self._pool.shutdown(wait=True)
+        await self._worker.aclose()
 
     # ------------------------------------------------------------------ reading
 

@@ -12,17 +12,16 @@ thread never waits on the disk. The CLI reads with ``EventStore`` directly.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lmgui.core.events import Event, Sample
 from lmgui.core.paths import private_file
+from lmgui.core.worker import OnWorker
 
 __all__ = [
     "EVENTS_FILE",
@@ -266,21 +265,13 @@ class AsyncEventStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = path
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmgui-events-db")
-        self._store: EventStore | None = None
-        self._closed = False
-
-    def _on_worker(self, job: Callable[[EventStore], T]) -> T:
-        if self._store is None:
-            self._store = EventStore(self.path)
-        return job(self._store)
+        self._worker = OnWorker(
+            lambda: EventStore(path), thread="lmgui-events-db", closed="The event store is closed."
+        )
 
     async def run(self, job: Callable[[EventStore], T]) -> T:
         """``job(store)`` on the worker thread (any of ``EventStore``'s methods)."""
-        if self._closed:
-            raise RuntimeError("The event store is closed.")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._on_worker, job)
+        return await self._worker.run(job)
 
     async def add(self, events: Sequence[Event]) -> list[Event]:
         return await self.run(lambda s: s.add(events))
@@ -300,14 +291,4 @@ class AsyncEventStore:
         return await self.run(lambda s: s.samples(server, since, until))
 
     async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-
-        def close() -> None:
-            if self._store is not None:
-                self._store.close()
-
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._pool, close)
-        self._pool.shutdown(wait=False)
+        await self._worker.aclose()
