@@ -20,7 +20,8 @@ from types import TracebackType
 # qasync picks the Qt binding named by QT_API, else the first it finds (toolchain.md).
 os.environ.setdefault("QT_API", "pyside6")
 import qasync
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from lmgui.api.client import LMStudioClient, check_base_url, display_url
@@ -33,6 +34,7 @@ from lmgui.core.chat_store import AsyncChatStore
 from lmgui.core.connection import ServerConnection
 from lmgui.core.event_log import EventLog
 from lmgui.core.event_store import EVENTS_FILE, AsyncEventStore
+from lmgui.core.events import Event
 from lmgui.core.format import busy_unload_question
 from lmgui.core.launcher import APP_ID
 from lmgui.core.ledger import InstanceLedger
@@ -54,6 +56,7 @@ from lmgui.ui.icons import app_icon
 from lmgui.ui.main_window import MainWindow
 from lmgui.ui.settings_dialog import SettingsDialog
 from lmgui.ui.snapshot_menu import SnapshotMenu
+from lmgui.ui.timeline import TimelineDock
 from lmgui.ui.tray import TrayController
 
 __all__ = ["LmguiApp", "run_gui"]
@@ -132,8 +135,8 @@ class LmguiApp(QObject):
             lambda: list(self.poller.snapshot.models),
             on_used=lambda instance_id: self.ledger.touch(instance_id),
         )
-        self.window.set_chat_pane(self.chat)
-        # The timeline: recorded whenever lmgui runs, window or tray.
+        # The timeline: recorded whenever lmgui runs, window or tray; its dock reads nothing
+        # until first shown, and is added before the chat pane restores the window's layout.
         self.event_log = EventLog(
             AsyncEventStore(paths.data_dir / EVENTS_FILE),
             expected=self.actions.expected,
@@ -141,6 +144,30 @@ class LmguiApp(QObject):
             parent=self,
         )
         self.event_log.follow(self.conn)
+        self.timeline = TimelineDock(
+            self.event_log.store, lambda: self.conn.url, parent=self.window
+        )
+        self.window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.timeline)
+        self.timeline.setAllowedAreas(
+            Qt.DockWidgetArea.BottomDockWidgetArea | Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.timeline.hide()
+        self.timeline.status.connect(lambda text: self.window.statusBar().showMessage(text, 15000))
+        self.event_log.recorded.connect(self._on_event_log_recorded)
+        timeline_action = self.timeline.toggleViewAction()
+        timeline_action.setText("&Timeline")
+        timeline_action.setShortcut(QKeySequence("Ctrl+Shift+T"))
+        timeline_action.setStatusTip(
+            "What happened on the server: who loaded what, and why it went"
+        )
+        self.window.addAction(timeline_action)
+        self.window.commands.view_menu.addSeparator()
+        self.window.commands.view_menu.addAction(timeline_action)
+        self._newest_event: dict[str, int] = {}
+        """The newest recorded event's id per identifier ("" for any): a notification opens
+        the timeline there."""
+        self._notice_key: str | None = None
+        self.window.set_chat_pane(self.chat)
         self.window.dialogs.pinned = self.snapshots.pinned
         self.window.pinned = self.snapshots.pinned
         self.window.pin_toggled.connect(self.snapshots.set_pinned)
@@ -181,6 +208,8 @@ class LmguiApp(QObject):
         self.tray.notifications_paused_toggled.connect(self._on_tray_notifications_paused)
         self.tray.quit_requested.connect(self.quit)
         self.tray.free_requested.connect(self.free_gpu)
+        self.tray.timeline_requested.connect(lambda: self.open_timeline())
+        self.tray.icon.messageClicked.connect(self._on_tray_message_clicked)
         self.tray.make_way_restore_requested.connect(self._on_tray_make_way_restore_requested)
         self.tray.restore_requested.connect(lambda: self.snapshots.restore())
         self.tray.pin_toggled.connect(self.snapshots.set_pinned)
@@ -246,6 +275,7 @@ class LmguiApp(QObject):
                 self.conn = self._new_connection(url, None)
                 self.make_way = self._new_make_way(self.conn)  # an episode is per server
                 self.event_log.follow(self.conn)
+                self.timeline.refresh()  # "this server" is the new one
                 self.policy = NotificationPolicy(url)
                 self._wire_connection(self.conn)
                 self.window.set_poller(self.conn.poller)
@@ -469,7 +499,37 @@ class LmguiApp(QObject):
                 "tray menu, or turn this off in Settings (Ctrl+,).",
             )
 
+    def _on_event_log_recorded(self, events: list[Event]) -> None:
+        self.timeline.add_events(events)
+        for e in events:
+            if e.id is not None:
+                self._newest_event[""] = e.id
+                if e.identifier:
+                    self._newest_event[e.identifier] = e.id
+
+    def open_timeline(self, event_id: int | None = None) -> None:
+        """Show the window and the timeline, at ``event_id`` when given."""
+        self.window.showNormal()
+        self.window.raise_()
+        self.window.activateWindow()
+        if event_id is None:
+            self.timeline.show()
+            self.timeline.raise_()
+        else:
+            self.timeline.show_event(event_id)
+
+    def _on_tray_message_clicked(self) -> None:
+        """A notification was clicked: the timeline at the event it was about.
+
+        After this click's other signals: where the balloon sits on the icon, the same click
+        also toggles the window, which must not hide what this opens."""
+        key = self._notice_key or ""
+        event_id = self._newest_event.get(key, self._newest_event.get(""))
+        QTimer.singleShot(0, lambda: self.open_timeline(event_id))
+
     def _notify(self, notices: list[Notice]) -> None:
+        if notices:
+            self._notice_key = notices[-1].key
         for n in notices:
             self.notifier.say(n.kind, n.key, n.title, n.body)
 
@@ -601,6 +661,7 @@ class LmguiApp(QObject):
         await self.chat.aclose()
         await self.tasks.aclose()
         await self.snapshots.aclose()
+        await self.timeline.aclose()
         await self.event_log.aclose()
         await self.actions.aclose()
         await self.conn.aclose()

@@ -40,6 +40,7 @@ class TrayController(QObject):
     free_requested = Signal()
     restore_requested = Signal()
     make_way_restore_requested = Signal()
+    timeline_requested = Signal()
     pin_toggled = Signal(str, bool)
 
     def __init__(self, state: Callable[[], TrayState], parent: QObject | None = None) -> None:
@@ -124,6 +125,8 @@ class TrayController(QObject):
             self.restore_requested.emit()
         elif kind == "make_way_restore":
             self.make_way_restore_requested.emit()
+        elif kind == "timeline":
+            self.timeline_requested.emit()
         elif kind == "pin":
             self.pin_toggled.emit(arg, action.isChecked())
 
@@ -196,6 +199,7 @@ class TrayController(QObject):
             self._act(loads, label, ("load", key))
         menu.addSeparator()
         self._act(menu, "Hide window" if state.window_visible else "Open window", ("window", None))
+        self._act(menu, "Timeline…", ("timeline", None))
         self._act(menu, "Refresh", ("refresh", None), enabled=not state.paused)
         pause = self._act(menu, "Pause polling", ("pause", None))
         pause.setCheckable(True)

@@ -115,3 +115,24 @@ async def test_a_server_restart_is_offline_back_and_what_it_forgot(
     assert seen[1].detail  # why it was unreachable, in one sentence
     samples = EventStore(paths.data_dir / "events.sqlite3").samples(app.server_url, 0)
     assert samples and samples[0].instances in (0, 1)  # the chart's points were kept too
+
+
+async def test_a_notification_opens_the_timeline_at_its_event(
+    qtbot: QtBot, sim: Simulator, paths: AppPaths
+) -> None:
+    async with running(qtbot, paths, sim.url) as app:
+        await wait_for(lambda: app.tree.rowCount() > 0)
+        assert not app.timeline.isVisible()
+        async with httpx.AsyncClient(base_url=sim.url) as other:
+            r = await other.post("/api/v1/models/load", json={"model": "qwen/qwen3-4b"})
+            assert r.status_code == 200
+        await wait_for(lambda: "qwen/qwen3-4b" in app._newest_event)
+        app.tray.icon.messageClicked.emit()  # "qwen/qwen3-4b was loaded by another app"
+        await wait_for(lambda: app.timeline.isVisible())
+
+        def selected() -> str | None:
+            rows = app.timeline.view.selectionModel().selectedRows()
+            return app.timeline.model.event_at(rows[0].row()).identifier if rows else None
+
+        await wait_for(lambda: selected() == "qwen/qwen3-4b")
+        assert "by another client" in app.timeline.copy_selected()

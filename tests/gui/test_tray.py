@@ -97,6 +97,7 @@ def test_menu_is_built_from_live_state_and_its_actions_emit_intents(qapp: object
         "Free the GPU (restore later)",
         "Load",
         "Hide window",
+        "Timeline…",
         "Refresh",
         "Pause polling",
         "Pause notifications",
