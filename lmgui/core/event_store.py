@@ -234,6 +234,42 @@ class EventStore:
         )
         return [_event(r) for r in rows]
 
+    def event(self, event_id: int) -> Event | None:
+        row = self.db.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)
+        ).fetchone()
+        return _event(row) if row is not None else None
+
+    def thinned(self, f: EventFilter, markers: int) -> tuple[list[Event], dict[int, int]]:
+        """At most about ``markers`` events of ``f`` (which needs ``since`` and ``until``):
+        grouped by source and an equal slice of the window, the newest of each group, with how
+        many it stands for (by id). SQLite does the grouping, so a crowded day never becomes
+        tens of thousands of Python objects."""
+        if f.since is None or f.until is None:
+            raise ValueError("thinning needs a window (since and until)")
+        where, args = f.where()
+        sources = int(
+            self.db.execute(f"SELECT COUNT(DISTINCT source) FROM events{where}", args).fetchone()[0]
+        )
+        width = (f.until - f.since) / max(1, markers // max(1, sources))
+        # SQLite takes the bare column ``id`` from the row holding MAX(at) in each group.
+        groups = self.db.execute(
+            f"SELECT MAX(at), id, COUNT(*) FROM events{where} "
+            "GROUP BY source, CAST((at - ?) / ? AS INTEGER)",
+            (*args, f.since, width),
+        ).fetchall()
+        counts = {int(row[1]): int(row[2]) for row in groups}
+        events: list[Event] = []
+        ids = sorted(counts)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            events += [_event(r) for r in rows]
+        return events, counts
+
     def count(self, f: EventFilter = EventFilter()) -> int:
         where, args = f.where()
         return int(self.db.execute(f"SELECT COUNT(*) FROM events{where}", args).fetchone()[0])

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from lmgui.core.event_store import EventFilter, EventStore
 from lmgui.core.events import Event, Sample
@@ -262,24 +261,7 @@ def read_series(
             max_markers=max_markers,
             max_steps=max_steps,
         )
-    where, args = marks.where()
-    sources = store.db.execute(f"SELECT COUNT(DISTINCT source) FROM events{where}", args)
-    width = _bucket_seconds(since, until, max_markers, int(sources.fetchone()[0]))
-    # SQLite takes the bare column ``id`` from the row holding MAX(at) in each group.
-    groups = store.db.execute(
-        f"SELECT MAX(at), id, COUNT(*) FROM events{where} "
-        "GROUP BY source, CAST((at - ?) / ? AS INTEGER)",
-        (*args, since, width),
-    ).fetchall()
-    counts = {int(row[1]): int(row[2]) for row in groups}
-    events = []
-    ids = sorted(counts)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        rows = store.db.execute(
-            f"SELECT {_COLUMNS} FROM events WHERE id IN ({','.join('?' * len(chunk))})", chunk
-        )
-        events += [_row_event(r) for r in rows]
+    events, counts = store.thinned(marks, max_markers)
     return series(
         samples,
         events,
@@ -290,13 +272,3 @@ def read_series(
         max_steps=max_steps,
         counts=counts,
     )
-
-
-_COLUMNS = (
-    "id, at, server, kind, source, model_key, identifier, context_length, gpu_offload, "
-    "vram_bytes, detail"
-)
-
-
-def _row_event(r: Sequence[Any]) -> Event:
-    return Event(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], id=r[0])

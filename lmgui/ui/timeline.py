@@ -340,14 +340,12 @@ class TimelineDock(QDockWidget):
         if not self._started:
             self.apply_filter()
         if self.model.row_of(event_id) < 0:
-            found = await self.store.run(
-                lambda s: s.events(EventFilter(), limit=1, before_id=event_id + 1)
-            )
-            if not found or found[0].id != event_id:
+            found = await self.store.run(lambda s: s.event(event_id))
+            if found is None:
                 self.status.emit("That event is no longer in the timeline.")
                 return False
-            if not matches(self.model.filter, found[0]):
-                self._clear_filters(found[0].server)
+            if not matches(self.model.filter, found):
+                self._clear_filters(found.server)
             f = self.model.filter
             newer = await self.store.run(lambda s: s.position(event_id, f))
             if f != self.model.filter:
