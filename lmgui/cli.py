@@ -21,6 +21,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -46,6 +47,7 @@ from lmgui.api.events import (
     ReasoningEnd,
 )
 from lmgui.api.records import Instance, Model
+from lmgui.api.urls import display_url
 from lmgui.core import saved_sets
 from lmgui.core.event_store import EVENTS_FILE, EventFilter, EventStore
 from lmgui.core.events import Event
@@ -73,6 +75,7 @@ from lmgui.core.messages import (
     still_loaded_sentence,
 )
 from lmgui.core.paths import AppPaths, open_private
+from lmgui.core.profiles import SERVERS_FILE, ProfileStore
 from lmgui.core.requests import LoadRequest
 from lmgui.core.responses import LastResponses
 from lmgui.core.saved_sets import (
@@ -148,13 +151,23 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+FLEET_COMMANDS = ("ls", "ps")
+"""The commands that ask several servers at once (``--server`` repeated, or ``--all``)."""
+
+
+def _common(server_dest: str) -> argparse.ArgumentParser:
+    """The options every command takes. ``--server`` before the command and after it go to
+    different ``server_dest``s so that ``main`` can join them (a subcommand's parser would
+    otherwise replace what the main parser collected)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--server",
-        metavar="URL",
+        dest=server_dest,
+        action="append",
+        metavar="SERVER",
         default=argparse.SUPPRESS,
-        help=f"LM Studio server (default $LMGUI_SERVER or {DEFAULT_BASE_URL})",
+        help="LM Studio server: a URL or a server profile's name; ls and ps take several "
+        f"(default $LMGUI_SERVER or {DEFAULT_BASE_URL})",
     )
     common.add_argument(
         "--token",
@@ -167,12 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log HTTP calls"
     )
+    return common
 
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common("server")
     p = argparse.ArgumentParser(
         prog="lmgui",
         description="Manage the models of an LM Studio 0.4+ server. Without a command, "
         "opens the window.",
-        parents=[common],
+        parents=[_common("server_before_command")],
     )
     p.add_argument("--version", action="version", version=f"lmgui {__version__}")
     gui = p.add_argument_group("the window (when no command is given)")
@@ -189,8 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    sub.add_parser("ls", parents=[common], help="list the server's models")
-    sub.add_parser("ps", parents=[common], help="list loaded instances")
+    every = "ask every enabled server profile (servers.json in the config folder)"
+    sub.add_parser("ls", parents=[common], help="list the server's models").add_argument(
+        "--all", action="store_true", help=every
+    )
+    sub.add_parser("ps", parents=[common], help="list loaded instances").add_argument(
+        "--all", action="store_true", help=every
+    )
 
     load = sub.add_parser("load", parents=[common], help="load a model")
     load.add_argument("model", metavar="KEY", help="model key, e.g. qwen/qwen3-4b")
@@ -330,7 +352,101 @@ def desktop_entry(action: str, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------- servers
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server a command asks: its URL, and how output names it (the profile's name when the
+    server came from a profile, else its URL without a password)."""
+
+    url: str
+    label: str
+
+    def record(self) -> dict[str, str]:
+        """The keys a JSON record gains when several servers are asked."""
+        return {"server": self.label, "server_url": display_url(self.url)}
+
+
+def _target(store: ProfileStore, value: str) -> Target:
+    """``--server VALUE``: a profile's name (or URL), else a URL (``InvalidServerUrl``)."""
+    profile = store.find(value)
+    if profile is not None:
+        return Target(check_base_url(profile.url), profile.name)
+    url = check_base_url(value)
+    return Target(url, display_url(url))
+
+
+def _targets(args: argparse.Namespace, paths: AppPaths) -> tuple[list[Target], bool]:
+    """The servers to ask, and whether the command asks them as a fleet (``--all``, or more
+    than one server: the output then names the server of every line)."""
+    store = ProfileStore(paths.config_dir / SERVERS_FILE)
+    given = [v for v in getattr(args, "server", None) or () if v]
+    every = bool(getattr(args, "all", False)) and args.command in FLEET_COMMANDS
+    targets: list[Target] = []
+    if every:
+        enabled = store.enabled()
+        if not enabled:
+            raise UsageError(
+                f"No server profile is switched on in {store.path}: add servers in the window's "
+                "Settings, or name them with --server."
+            )
+        targets += [Target(check_base_url(p.url), p.name) for p in enabled]
+    if not given and not every:
+        given = [os.environ.get("LMGUI_SERVER") or DEFAULT_BASE_URL]
+    targets += [_target(store, v) for v in given]
+    unique: dict[str, Target] = {}
+    for t in targets:
+        unique.setdefault(t.url, t)  # a server named twice is asked once, by its first name
+    return list(unique.values()), every or len(unique) > 1
+
+
+def _window_server(value: str, paths: AppPaths | None) -> str:
+    """The window's ``--server``: a profile's URL when it names one, else as given (the window
+    checks the address itself)."""
+    store = ProfileStore((paths or AppPaths.default()).config_dir / SERVERS_FILE)
+    profile = store.find(value)
+    return profile.url if profile is not None else value
+
+
 # ----------------------------------------------------------------------------- commands
+
+LS_HEADER = ["KEY", "TYPE", "PARAMS", "QUANT", "FORMAT", "SIZE", "MAX CTX", "CAPS", "LOADED"]
+PS_HEADER = [
+    "IDENTIFIER",
+    "MODEL",
+    "STATUS",
+    "SIZE",
+    "CONTEXT",
+    "PARALLEL",
+    "GPU",
+    "TTL",
+    "EST. VRAM",
+]
+
+PsData = tuple[list[tuple[Model, Instance]], dict[str, InstanceInfo]]
+"""What ``ps`` reads of one server: each loaded instance with its model, and the ledger."""
+
+
+def _ls_row(m: Model) -> list[str]:
+    return [
+        m.key,
+        m.type,
+        m.params_string or "-",
+        quantization_label(m.quantization) or NOT_SAID,
+        m.format or "-",
+        field_text(m, "size_bytes", human_bytes),
+        field_text(m, "max_context_length", human_count),
+        ",".join(capabilities(m)) or "-",
+        str(len(m.instances)) if m.instances else "-",
+    ]
+
+
+def _vram_text(count: int, total: int, unknown: int) -> str:
+    if unknown == count:
+        return "VRAM cannot be estimated"
+    more = f", plus {unknown} lmgui cannot estimate" if unknown else ""
+    return f"about {human_bytes(total)} of VRAM (estimated){more}"
 
 
 class Cli:
@@ -346,32 +462,18 @@ class Cli:
         self.err.flush()
 
     async def ls(self, c: LMStudioClient) -> None:
-        models = await with_retries(c.list_models)
+        models = await self._ls_fetch(c)
         if self.json:
             emit_json(models, self.out)
             return
-        rows = [["KEY", "TYPE", "PARAMS", "QUANT", "FORMAT", "SIZE", "MAX CTX", "CAPS", "LOADED"]]
-        for m in models:
-            rows.append(
-                [
-                    m.key,
-                    m.type,
-                    m.params_string or "-",
-                    quantization_label(m.quantization) or NOT_SAID,
-                    m.format or "-",
-                    field_text(m, "size_bytes", human_bytes),
-                    field_text(m, "max_context_length", human_count),
-                    ",".join(capabilities(m)) or "-",
-                    str(len(m.instances)) if m.instances else "-",
-                ]
-            )
-        table(rows, self.out)
+        table([LS_HEADER, *(_ls_row(m) for m in models)], self.out)
+
+    @staticmethod
+    async def _ls_fetch(c: LMStudioClient) -> list[Model]:
+        return await with_retries(c.list_models)
 
     async def ps(self, c: LMStudioClient) -> None:
-        models = await with_retries(functools.partial(c.list_models, with_truth=True))
-        loaded = [(m, i) for m in models for i in m.instances]
-        # What lmgui itself enforces (a TTL the server did not take), from the window's ledger.
-        ledger = InstanceLedger(self.paths.ledger(c.base_url)).infos()
+        loaded, ledger = await self._ps_fetch(c)
         now = time.time()
         if self.json:
             emit_json([self._ps_record(m, i, ledger.get(i.id), now) for m, i in loaded], self.out)
@@ -379,19 +481,25 @@ class Cli:
         if not loaded:
             self.note("No models are loaded.")
             return
-        rows = [
-            [
-                "IDENTIFIER",
-                "MODEL",
-                "STATUS",
-                "SIZE",
-                "CONTEXT",
-                "PARALLEL",
-                "GPU",
-                "TTL",
-                "EST. VRAM",
-            ]
-        ]
+        rows, total, unknown = self._ps_rows(loaded, ledger, now)
+        table([PS_HEADER, *rows], self.out)
+        self.note(f"{len(loaded)} instance(s), {_vram_text(len(loaded), total, unknown)}.")
+        if any(m.malformed or i.malformed for m, i in loaded):
+            self.note(f"? {UNREADABLE_TIP}")
+
+    async def _ps_fetch(self, c: LMStudioClient) -> PsData:
+        models = await with_retries(functools.partial(c.list_models, with_truth=True))
+        # What lmgui itself enforces (a TTL the server did not take), from the window's ledger.
+        ledger = InstanceLedger(self.paths.ledger(c.base_url)).infos()
+        return [(m, i) for m in models for i in m.instances], ledger
+
+    @staticmethod
+    def _ps_rows(
+        loaded: Sequence[tuple[Model, Instance]], ledger: dict[str, InstanceInfo], now: float
+    ) -> tuple[list[list[str]], int, int]:
+        """The table's rows (no header), the estimated VRAM in bytes and how many instances lmgui
+        could not estimate."""
+        rows: list[list[str]] = []
         total = 0
         unknown = 0
         for m, i in loaded:
@@ -421,14 +529,90 @@ class Cli:
                     vram,
                 ]
             )
-        table(rows, self.out)
-        if unknown == len(loaded):
-            vram_text = "VRAM cannot be estimated"
+        return rows, total, unknown
+
+    # ------------------------------------------------------------------ several servers
+
+    async def fleet(self, targets: Sequence[Target]) -> int:
+        """``ls`` or ``ps`` on every target at once; the exit status (1 when any failed).
+
+        Each server has its own client and token and is asked in parallel, so a slow or dead one
+        costs its own time only; one that fails is named on stderr, the others are listed."""
+        ps = self.args.command == "ps"
+
+        async def one(t: Target) -> list[Model] | PsData:
+            async with LMStudioClient(t.url, _resolve_token(self.args, t.url)) as c:
+                return await (self._ps_fetch(c) if ps else self._ls_fetch(c))
+
+        results = await asyncio.gather(*(one(t) for t in targets), return_exceptions=True)
+        answered: list[tuple[Target, Any]] = []
+        failed: list[tuple[Target, ApiError]] = []
+        for t, result in zip(targets, results, strict=True):
+            if isinstance(result, ApiError):
+                failed.append((t, result))
+            elif isinstance(result, BaseException):
+                raise result  # a bug, or an interrupt: not one server's failure
+            else:
+                answered.append((t, result))
+        if ps:
+            self._fleet_ps(answered, bool(failed))
         else:
-            more = f", plus {unknown} lmgui cannot estimate" if unknown else ""
-            vram_text = f"about {human_bytes(total)} of VRAM (estimated){more}"
-        self.note(f"{len(loaded)} instance(s), {vram_text}.")
-        if any(m.malformed or i.malformed for m, i in loaded):
+            self._fleet_ls(answered)
+        for t, exc in failed:
+            self.err.write(f"lmgui: {t.label}: {exc}\n")
+        self.err.flush()
+        return EXIT_ERROR if failed else EXIT_OK
+
+    def _fleet_ls(self, answered: Sequence[tuple[Target, list[Model]]]) -> None:
+        if self.json:
+            emit_json(
+                [
+                    {**t.record(), **msgspec.to_builtins(m)}
+                    for t, models in answered
+                    for m in models
+                ],
+                self.out,
+            )
+            return
+        rows = [["SERVER", *LS_HEADER]]
+        rows += [[t.label, *_ls_row(m)] for t, models in answered for m in models]
+        table(rows, self.out)
+
+    def _fleet_ps(self, answered: Sequence[tuple[Target, PsData]], any_failed: bool) -> None:
+        now = time.time()
+        if self.json:
+            emit_json(
+                [
+                    {**t.record(), **self._ps_record(m, i, ledger.get(i.id), now)}
+                    for t, (loaded, ledger) in answered
+                    for m, i in loaded
+                ],
+                self.out,
+            )
+            return
+        rows = [["SERVER", *PS_HEADER]]
+        count = total = unknown = 0
+        malformed = False
+        for t, (loaded, ledger) in answered:
+            server_rows, server_total, server_unknown = self._ps_rows(loaded, ledger, now)
+            rows += [[t.label, *row] for row in server_rows]
+            count += len(loaded)
+            total += server_total
+            unknown += server_unknown
+            malformed = malformed or any(m.malformed or i.malformed for m, i in loaded)
+        if not count:
+            self.note(
+                "No models are loaded on the servers that answered."
+                if any_failed
+                else "No models are loaded."
+            )
+            return
+        table(rows, self.out)
+        servers = len(answered)
+        self.note(
+            f"{count} instance(s) on {servers} server(s), {_vram_text(count, total, unknown)}."
+        )
+        if malformed:
             self.note(f"? {UNREADABLE_TIP}")
 
     @staticmethod
@@ -888,10 +1072,16 @@ def _exchange_logger(path: str) -> tuple[Callable[[Exchange], None], IO[str]]:
     return write, handle
 
 
-async def _run(args: argparse.Namespace, paths: AppPaths, out: TextIO, err: TextIO) -> None:
-    server = check_base_url(
-        getattr(args, "server", None) or os.environ.get("LMGUI_SERVER") or DEFAULT_BASE_URL
-    )
+async def _run(args: argparse.Namespace, paths: AppPaths, out: TextIO, err: TextIO) -> int:
+    targets, fleet = _targets(args, paths)
+    if fleet:
+        if args.command not in FLEET_COMMANDS:
+            raise UsageError(
+                f"lmgui {args.command} works on one server at a time: give --server once "
+                "(only ls and ps ask several)."
+            )
+        return await Cli(args, paths, out, err).fleet(targets)
+    server = targets[0].url
     token = _resolve_token(args, server)
     log_handle: IO[str] | None = None
     on_exchange = None
@@ -905,6 +1095,7 @@ async def _run(args: argparse.Namespace, paths: AppPaths, out: TextIO, err: Text
     finally:
         if log_handle is not None:
             log_handle.close()
+    return EXIT_OK
 
 
 def _log_crash(paths: AppPaths) -> Path:
@@ -930,7 +1121,18 @@ def main(
     err = err or sys.stderr
     parser = build_parser()
     args = parser.parse_args(argv)
+    # --server before the command and after it, in the order given.
+    args.server = [
+        *getattr(args, "server_before_command", ()),
+        *getattr(args, "server", ()),
+    ]
+    if hasattr(args, "server_before_command"):
+        del args.server_before_command
     if args.command is None:
+        if len(args.server) > 1:
+            err.write("lmgui: The window shows one server at a time: give --server once.\n")
+            return EXIT_USAGE
+        args.server = _window_server(args.server[0], paths) if args.server else None
         from lmgui.app import run_gui  # Qt only for the window, never for the commands
 
         return run_gui(args, paths)
@@ -947,7 +1149,7 @@ def main(
     paths = paths or AppPaths.default()
     paths.tighten()
     try:
-        asyncio.run(_run(args, paths, out, err))
+        code = asyncio.run(_run(args, paths, out, err))
     except (UsageError, InvalidServerUrl) as exc:
         err.write(f"lmgui: {exc}\n")
         return EXIT_USAGE
@@ -966,7 +1168,7 @@ def main(
         )
         return EXIT_ERROR
     logging.getLogger(__name__).info("done in %.2f s", time.monotonic() - started)
-    return EXIT_OK
+    return code
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ under its own keys through ``value``/``set_value``; everything else has a typed 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,15 @@ from PySide6.QtCore import QSettings
 from lmgui.api.client import DEFAULT_BASE_URL, normalize_base_url
 from lmgui.core.notify import KINDS
 from lmgui.core.paths import private_dir
+from lmgui.core.profiles import SERVERS_FILE, Profile, ProfileStore
 from lmgui.core.requests import LoadRequest
 
 __all__ = ["Settings", "SettingsValues"]
+
+log = logging.getLogger(__name__)
+
+_OLD_PROFILES_KEY = "server/profiles"
+"""Where lmgui kept the server profiles before ``servers.json`` (read once, to migrate)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class SettingsValues:
 class Settings:
     def __init__(self, path: Path) -> None:
         private_dir(path.parent)
+        self.path = path
         self.q = QSettings(str(path), QSettings.Format.IniFormat)
 
     def value(self, key: str, default: Any = None) -> Any:
@@ -213,25 +221,59 @@ class Settings:
         self.q.setValue("load/last_used", json.dumps(data))
 
     @property
+    def profiles_path(self) -> Path:
+        """The server profiles' file (``servers.json``), beside this settings file."""
+        return self.path.parent / SERVERS_FILE
+
+    @property
     def profiles(self) -> list[tuple[str, str]]:
-        """Server profiles: (name, URL). The token of each lives in the keyring, by URL."""
-        raw = self.q.value("server/profiles", "")
-        try:
-            data = json.loads(str(raw)) if raw else []
-        except ValueError:
-            data = []
-        out = [
-            (str(p[0]), normalize_base_url(str(p[1])))
-            for p in data
-            if isinstance(p, list) and len(p) == 2
-        ]
+        """Server profiles: (name, URL), kept in ``servers.json`` (``core/profiles.py``, which
+        the command line reads too). The token of each lives in the keyring, by URL."""
+        store = ProfileStore(self.profiles_path)
+        if not store.exists():
+            self._migrate_profiles(store)
+        out = [(p.name, p.url) for p in store.all()]
         return out or [("Local", self.server_url)]
 
     @profiles.setter
     def profiles(self, profiles: list[tuple[str, str]]) -> None:
-        self.q.setValue(
-            "server/profiles", json.dumps([[n, normalize_base_url(u)] for n, u in profiles])
-        )
+        store = ProfileStore(self.profiles_path)
+        # The dialog knows names and URLs only: a server switched off stays off.
+        old = store.all()
+        by_url = {p.url: p.enabled for p in old}
+        by_name = {p.name: p.enabled for p in old}
+        kept = []
+        for name, url in profiles:
+            if not url.strip():
+                continue
+            url = normalize_base_url(url)
+            name = name.strip() or url  # a profile is found by its name: never an empty one
+            enabled = by_url.get(url, by_name.get(name, True))
+            kept.append(Profile(name, url, enabled))
+        try:
+            store.save(kept)
+        except OSError as exc:
+            log.warning("cannot save the server profiles to %s: %s", store.path, exc)
+
+    def _migrate_profiles(self, store: ProfileStore) -> None:
+        """An older lmgui kept the profiles in this INI file (``server/profiles``): copy them to
+        ``servers.json`` once. The INI value is left for an older lmgui to read."""
+        raw = self.q.value(_OLD_PROFILES_KEY, "")
+        try:
+            data = json.loads(str(raw)) if raw else []
+        except ValueError:
+            data = []
+        old = [
+            Profile(str(p[0]).strip(), normalize_base_url(str(p[1])))
+            for p in (data if isinstance(data, list) else [])
+            if isinstance(p, list) and len(p) == 2 and str(p[0]).strip() and str(p[1]).strip()
+        ]
+        if not old:
+            return
+        try:
+            store.save(old)
+        except OSError as exc:
+            log.warning("cannot move the server profiles to %s: %s", store.path, exc)
 
     def load_defaults(self) -> dict[str, LoadRequest]:
         """The settings last used to load each model (prefill the load dialog)."""

@@ -1,0 +1,153 @@
+"""Server profiles in servers.json (core/profiles.py), and the settings that read them."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from lmgui.core.paths import AppPaths
+from lmgui.core.profiles import SERVERS_FILE, Profile, ProfileStore
+from lmgui.core.settings import Settings
+
+POSIX = os.name == "posix"
+
+
+def store_in(tmp_path: Path) -> ProfileStore:
+    return ProfileStore(AppPaths.under(tmp_path).config_dir / SERVERS_FILE)
+
+
+def test_round_trip_keeps_order_names_urls_and_the_enabled_flag(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    assert store.all() == [] and not store.exists()
+    profiles = [
+        Profile("Desk", "http://127.0.0.1:1234"),
+        Profile("GPU box", "http://10.0.0.5:1234", enabled=False),
+        Profile("Lab", "http://lab:1234"),
+    ]
+    store.save(profiles)
+    again = store_in(tmp_path)
+    assert again.all() == profiles
+    assert again.enabled() == [profiles[0], profiles[2]]
+    body = json.loads(again.path.read_text(encoding="utf-8"))
+    assert body["servers"][1] == {
+        "name": "GPU box",
+        "url": "http://10.0.0.5:1234",
+        "enabled": False,
+    }
+    store.save(profiles[:1])  # replaced whole
+    assert again.all() == profiles[:1]
+    assert [p.name for p in again.path.parent.iterdir()] == [SERVERS_FILE]  # no temporary left
+
+
+@pytest.mark.skipif(not POSIX, reason="file modes are POSIX")
+def test_the_file_is_private(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    store.save([Profile("Desk", "http://127.0.0.1:1234")])
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.path.parent.stat().st_mode) == 0o700
+
+
+def test_urls_are_normalized_as_typed_elsewhere(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text(
+        json.dumps({"servers": [{"name": " Lab ", "url": "lab:1234/api/v1/"}]}), encoding="utf-8"
+    )
+    assert store.all() == [Profile("Lab", "http://lab:1234")]
+
+
+def test_find_by_name_any_case_or_by_url(tmp_path: Path) -> None:
+    store = store_in(tmp_path)
+    desk = Profile("Desk", "http://127.0.0.1:1234")
+    box = Profile("GPU box", "http://10.0.0.5:1234", enabled=False)
+    store.save([desk, box])
+    assert store.find("desk") is not None and store.find("DESK") == desk
+    assert store.find("gpu BOX") == box
+    assert store.find("10.0.0.5:1234") == box
+    assert store.find("http://10.0.0.5:1234/api/v1") == box
+    assert store.find("http://10.0.0.6:1234") is None
+    assert store.find("nobody") is None
+    assert store.find("") is None and store.find("http://[::1") is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{not json",
+        json.dumps(["a list"]),
+        json.dumps({"servers": "none"}),
+        json.dumps({"servers": [{"name": "Desk", "url": "http://127.0.0.1:1234"}, {"url": 5}]}),
+    ],
+)
+def test_an_unreadable_file_is_moved_aside_never_overwritten(tmp_path: Path, body: str) -> None:
+    store = store_in(tmp_path)
+    store.path.parent.mkdir(parents=True)
+    store.path.write_text(body, encoding="utf-8")
+    readable = store.all()
+    assert readable in ([], [Profile("Desk", "http://127.0.0.1:1234")])
+    store.save([Profile("New", "http://127.0.0.1:4321")])
+    assert store.all() == [Profile("New", "http://127.0.0.1:4321")]
+    aside = [p for p in store.path.parent.iterdir() if p.name != SERVERS_FILE]
+    assert len(aside) == 1 and aside[0].name.startswith("servers.unreadable-")
+    assert aside[0].read_text(encoding="utf-8") == body
+
+
+# ----------------------------------------------------------------------------- through Settings
+
+
+def test_settings_profiles_live_in_servers_json(tmp_path: Path, qapp: object) -> None:
+    config = AppPaths.under(tmp_path).config_dir
+    s = Settings(config / "lmgui.ini")
+    s.profiles = [("Home", "127.0.0.1:1234"), ("Lab", "http://lab:1234/api/v1"), ("", "box:1")]
+    assert ProfileStore(config / SERVERS_FILE).all() == [
+        Profile("Home", "http://127.0.0.1:1234"),
+        Profile("Lab", "http://lab:1234"),
+        Profile("http://box:1", "http://box:1"),  # never a profile without a name
+    ]
+    assert Settings(config / "lmgui.ini").profiles == [
+        ("Home", "http://127.0.0.1:1234"),
+        ("Lab", "http://lab:1234"),
+        ("http://box:1", "http://box:1"),
+    ]
+
+
+def test_a_switched_off_server_stays_off_when_the_dialog_saves(
+    tmp_path: Path, qapp: object
+) -> None:
+    config = AppPaths.under(tmp_path).config_dir
+    store = ProfileStore(config / SERVERS_FILE)
+    store.save([Profile("Home", "http://127.0.0.1:1234"), Profile("Lab", "http://lab:1234", False)])
+    s = Settings(config / "lmgui.ini")
+    s.profiles = [("Home", "http://127.0.0.1:1234"), ("Lab renamed", "http://lab:1234")]
+    assert store.all() == [
+        Profile("Home", "http://127.0.0.1:1234"),
+        Profile("Lab renamed", "http://lab:1234", enabled=False),
+    ]
+
+
+def test_the_old_settings_value_is_migrated_once(tmp_path: Path, qapp: object) -> None:
+    config = AppPaths.under(tmp_path).config_dir
+    old = Settings(config / "lmgui.ini")
+    old.set_value("server/profiles", json.dumps([["Home", "127.0.0.1:1234"], ["Lab", "lab:1"]]))
+    old.sync()
+    store = ProfileStore(config / SERVERS_FILE)
+    assert not store.exists()
+
+    s = Settings(config / "lmgui.ini")
+    assert s.profiles == [("Home", "http://127.0.0.1:1234"), ("Lab", "http://lab:1")]
+    assert store.all() == [Profile("Home", "http://127.0.0.1:1234"), Profile("Lab", "http://lab:1")]
+    # From now on servers.json is the truth: the old value is not read again.
+    s.profiles = [("Lab", "http://lab:1")]
+    assert Settings(config / "lmgui.ini").profiles == [("Lab", "http://lab:1")]
+
+
+def test_no_profiles_anywhere_reads_as_the_current_server(tmp_path: Path, qapp: object) -> None:
+    config = AppPaths.under(tmp_path).config_dir
+    s = Settings(config / "lmgui.ini")
+    s.server_url = "127.0.0.1:5555"
+    assert s.profiles == [("Local", "http://127.0.0.1:5555")]
+    assert not (config / SERVERS_FILE).exists()
