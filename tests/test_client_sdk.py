@@ -206,3 +206,13 @@ async def test_a_token_in_the_environment_is_never_sent_to_the_configured_server
         assert c.sdk is not None and c.sdk.connected
         held = set(sim.sdk.identities._held)
     assert held and all(i.startswith("guest:") for i in held)
+
+
+async def test_a_server_slower_than_the_sdks_own_probe_keeps_to_rest(
+    make_sim: SimFactory,
+) -> None:
+    sim = make_sim(latency_ms=1500)  # every answer takes 1.5 s: past the SDK's 1 s probe
+    async with LMStudioClient(sim.url, lms=None) as c:
+        models = await c.poll_models()  # no error: the list, REST's figures
+        assert models is not None and any(m.key == "qwen/qwen3-4b" for m in models)
+        assert c.sdk is not None and c.sdk.unavailable is not None

@@ -63,6 +63,7 @@ QTCORE_IN_CORE = {
     "lmgui.core.chat",
     "lmgui.core.connection",
     "lmgui.core.event_log",
+    "lmgui.core.fleet",
     "lmgui.core.notify",
     "lmgui.core.poller",
     "lmgui.core.settings",

@@ -238,7 +238,8 @@ class SdkChannel:
                     server_message=said,
                 ) from None
             self.unavailable = "the server's SDK channel refused the connection"
-        except (TimeoutError, lmstudio.LMStudioError, OSError):
+        except (TimeoutError, lmstudio.LMStudioError, OSError, httpx.HTTPError):
+            # httpx.HTTPError: the SDK probes the server with a 1 s timeout of its own.
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
             self.unavailable = "the server's SDK channel does not answer"
