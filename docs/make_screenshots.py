@@ -2,7 +2,8 @@
 
     QT_QPA_PLATFORM=offscreen python docs/make_screenshots.py      # or under Xvfb
 
-Writes docs/main-window.png, docs/load-dialog.png and docs/unload-dialog.png.
+Writes docs/main-window.png, load-dialog.png, unload-dialog.png, settings-memory.png,
+snapshots-menu.png and chat-pane.png.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_API", "pyside6")
 import qasync
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QTabWidget, QWidget
 
 from lmgui.app import LmguiApp
 from lmgui.core.actions import LoadRequest
@@ -99,6 +100,30 @@ async def main() -> int:
             await asyncio.sleep(0.2)
             save(unload, "unload-dialog.png")
             unload.close()
+
+            # Settings, Memory: the VRAM budget and making way for other GPU programs.
+            settings = app.open_settings()
+            tabs = settings.findChild(QTabWidget)
+            assert tabs is not None
+            tabs.setCurrentIndex(
+                next(i for i in range(tabs.count()) if tabs.tabText(i) == "Memory")
+            )
+            await asyncio.sleep(0.2)
+            save(settings, "settings-memory.png")
+            settings.close()
+
+            # The Snapshots menu after freeing the GPU: Restore is offered.
+            app.snapshots.save("evening")
+            await app.snapshots.free_gpu()
+            await until(lambda: not app.tray_state().instances)
+            menu = app.snapshot_menu
+            menu.rebuild()
+            menu.popup(w.mapToGlobal(w.rect().center()))
+            await asyncio.sleep(0.2)
+            save(menu, "snapshots-menu.png")
+            menu.hide()
+            await app.snapshots.restore()
+            await until(lambda: bool(app.tray_state().instances))
 
             # A branched thread with reasoning, stats and a tool call, in the chat pane.
             w.resize(1500, 900)
