@@ -23,7 +23,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -51,7 +51,7 @@ from lmgui.api.records import (
     parse_estimate,
     parse_hardware,
 )
-from lmgui.api.transport import Transport
+from lmgui.api.transport import Transport, tls_context
 
 __all__ = ["InstanceTruth", "SdkChannel", "is_lmstudio_token", "merge_truth"]
 
@@ -69,6 +69,34 @@ _OFFLOAD_KEYS = (
     "llm.load.llama.acceleration.offloadRatio",
     "embedding.load.llama.acceleration.offloadRatio",
 )
+
+
+def _aconnect_ws(
+    url: str, client: httpx.AsyncClient | None = None, **options: Any
+) -> contextlib.AbstractAsyncContextManager[httpx_ws.AsyncWebSocketSession]:
+    """httpx-ws's ``aconnect_ws``, its own client made with lmgui's one TLS context."""
+    if client is not None:
+        return httpx_ws.aconnect_ws(url, client, **options)
+    return _aconnect_ws_own_client(url, **options)
+
+
+@contextlib.asynccontextmanager
+async def _aconnect_ws_own_client(
+    url: str, **options: Any
+) -> AsyncIterator[httpx_ws.AsyncWebSocketSession]:
+    async with (
+        httpx.AsyncClient(verify=tls_context()) as client,
+        httpx_ws.aconnect_ws(url, client, **options) as ws,
+    ):
+        yield ws
+
+
+# WORKAROUND (lmstudio 1.6.0b1, pinned): the SDK opens each of its five sockets through
+# httpx-ws's own new httpx client, and every new client builds a TLS context (it loads the CA
+# bundle: 21 ms on the GUI thread per socket, even for ws://). The same client, with lmgui's one
+# context: five stalls of 21 ms when a channel opens (fifty for a fleet of ten) become none.
+# tests/test_sim_sdk.py and tests/test_client_sdk.py exercise the SDK through it.
+lmstudio._ws_impl.aconnect_ws = _aconnect_ws  # type: ignore[attr-defined,assignment]
 
 
 def is_lmstudio_token(token: str | None) -> bool:
