@@ -555,11 +555,8 @@ async def _load_new_instance(
         dict(config),
         on_progress,
     )
-    layer: Any = endpoint.creation_params["loadConfigStack"]["layers"][0]
-    layer["config"]["fields"] = [
-        *layer["config"]["fields"],
-        {"key": _PARALLEL_KEY, "value": parallel},
-    ]
+    params: Any = endpoint.creation_params
+    params["loadConfigStack"] = _config_stack(config, False, parallel)
     async with session._create_channel(endpoint) as channel:
         result = await channel.wait_for_result()
     return str(result.identifier)
