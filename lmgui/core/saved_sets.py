@@ -168,6 +168,10 @@ class SavedSetStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        """The file as last read, by (inode, size, mtime): the tray and the window ask after
+        every poll, and a stat is far cheaper than reading and parsing it again. Another
+        process replacing the file (``lmgui free``) changes the key."""
 
     def all(self) -> list[SavedSet]:
         """Every snapshot, newest first; an unreadable file is said in the log and read as none
@@ -186,6 +190,16 @@ class SavedSetStore:
 
     def _raw(self) -> tuple[dict[str, Any], bool]:
         try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return {}, False
+        except OSError as exc:
+            log.warning("cannot read the snapshots in %s: %s", self.path, exc)
+            return {}, True
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1], False
+        try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}, False
@@ -195,6 +209,7 @@ class SavedSetStore:
         if not isinstance(raw, dict):
             log.warning("cannot read the snapshots in %s: not an object", self.path)
             return {}, True
+        self._cache = (key, raw)
         return raw, False
 
     def pinned(self) -> set[str]:
@@ -233,6 +248,7 @@ class SavedSetStore:
         private_dir(self.path.parent)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".snapshots-")
         body = {"snapshots": [s.to_dict() for s in sets], "pinned": sorted(pinned)}
+        self._cache = None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(body, f, indent=1)

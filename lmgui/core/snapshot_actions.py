@@ -55,10 +55,16 @@ class SnapshotActions(QObject):
         self._actions = actions
         self.tasks = TaskSet("snapshots", actions.tasks.report)
         self.working = False
+        self._stores: dict[str, SavedSetStore] = {}
 
     @property
     def store(self) -> SavedSetStore:
-        return self._store(self._connection())
+        """The current server's store: one object per server, so its read cache lasts."""
+        conn = self._connection()
+        store = self._stores.get(conn.url)
+        if store is None:
+            store = self._stores[conn.url] = self._store(conn)
+        return store
 
     def restorable(self) -> SavedSet | None:
         """The "before freeing" snapshot while it waits to be restored."""
