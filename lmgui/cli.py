@@ -151,6 +151,21 @@ def _positive(text: str) -> int:
     return value
 
 
+MAX_DEMO_SERVERS = 8
+"""``--servers`` takes 1 to this many (``lmgui.sim.demo.MAX_DEMO_SERVERS``: not imported, so the
+commands never load the simulator)."""
+
+
+def _server_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_DEMO_SERVERS:
+        raise argparse.ArgumentTypeError(f"use 1 to {MAX_DEMO_SERVERS} simulated servers")
+    return value
+
+
 FLEET_COMMANDS = ("ls", "ps")
 """The commands that ask several servers at once (``--server`` repeated, or ``--all``)."""
 
@@ -197,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         action="store_true",
         help="start the built-in LM Studio simulator on a free port and connect to it",
+    )
+    gui.add_argument(
+        "--servers",
+        type=_server_count,
+        default=None,
+        metavar="N",
+        help="with --demo: how many simulated servers (1 to 8, default 1)",
     )
     gui.add_argument("--minimized", action="store_true", help="start without showing the window")
     gui.add_argument(
@@ -1128,6 +1150,10 @@ def main(
     ]
     if hasattr(args, "server_before_command"):
         del args.server_before_command
+    if args.servers is not None and not args.demo:
+        err.write("lmgui: --servers starts simulated servers, so it needs --demo.\n")
+        return EXIT_USAGE
+    args.servers = args.servers or 1
     if args.command is None:
         if len(args.server) > 1:
             err.write("lmgui: The window shows one server at a time: give --server once.\n")
