@@ -102,31 +102,51 @@ def test_an_unreadable_file_is_moved_aside_never_overwritten(tmp_path: Path, bod
 def test_settings_profiles_live_in_servers_json(tmp_path: Path, qapp: object) -> None:
     config = AppPaths.under(tmp_path).config_dir
     s = Settings(config / "lmgui.ini")
-    s.profiles = [("Home", "127.0.0.1:1234"), ("Lab", "http://lab:1234/api/v1"), ("", "box:1")]
-    assert ProfileStore(config / SERVERS_FILE).all() == [
+    s.profiles = [
+        Profile("Home", "127.0.0.1:1234"),
+        Profile(" Lab ", "http://lab:1234/api/v1", enabled=False),
+        Profile("", "box:1"),
+        Profile("Blank", "  "),  # a profile without an address is not kept
+    ]
+    expected = [
         Profile("Home", "http://127.0.0.1:1234"),
-        Profile("Lab", "http://lab:1234"),
+        Profile("Lab", "http://lab:1234", enabled=False),
         Profile("http://box:1", "http://box:1"),  # never a profile without a name
     ]
-    assert Settings(config / "lmgui.ini").profiles == [
-        ("Home", "http://127.0.0.1:1234"),
-        ("Lab", "http://lab:1234"),
-        ("http://box:1", "http://box:1"),
-    ]
+    assert ProfileStore(config / SERVERS_FILE).all() == expected
+    assert Settings(config / "lmgui.ini").profiles == expected
 
 
-def test_a_switched_off_server_stays_off_when_the_dialog_saves(
-    tmp_path: Path, qapp: object
-) -> None:
+def test_the_watch_flag_is_what_the_dialog_says(tmp_path: Path, qapp: object) -> None:
     config = AppPaths.under(tmp_path).config_dir
     store = ProfileStore(config / SERVERS_FILE)
     store.save([Profile("Home", "http://127.0.0.1:1234"), Profile("Lab", "http://lab:1234", False)])
     s = Settings(config / "lmgui.ini")
-    s.profiles = [("Home", "http://127.0.0.1:1234"), ("Lab renamed", "http://lab:1234")]
-    assert store.all() == [
-        Profile("Home", "http://127.0.0.1:1234"),
-        Profile("Lab renamed", "http://lab:1234", enabled=False),
+    s.profiles = [
+        Profile("Home", "http://127.0.0.1:1234", enabled=False),
+        Profile("Lab renamed", "http://lab:1234", enabled=True),
     ]
+    assert store.all() == [
+        Profile("Home", "http://127.0.0.1:1234", enabled=False),
+        Profile("Lab renamed", "http://lab:1234", enabled=True),
+    ]
+    assert [p.enabled for p in Settings(config / "lmgui.ini").profiles] == [False, True]
+
+
+def test_the_dialog_opens_with_every_profile_and_its_flag(tmp_path: Path, qapp: object) -> None:
+    config = AppPaths.under(tmp_path).config_dir
+    s = Settings(config / "lmgui.ini")
+    s.profiles = [Profile("Home", "http://127.0.0.1:1234"), Profile("Lab", "http://lab:1", False)]
+    values = s.values("http://lab:1", start_on_login=False)
+    assert values.profiles == (
+        Profile("Home", "http://127.0.0.1:1234"),
+        Profile("Lab", "http://lab:1", enabled=False),
+    )
+    assert values.token is None and values.token_changes == ()
+    # The server in use is always among them, watched.
+    elsewhere = s.values("http://other:9", start_on_login=False)
+    assert elsewhere.profiles[-1] == Profile("Current", "http://other:9")
+    assert elsewhere.profiles[:-1] == values.profiles
 
 
 def test_the_old_settings_value_is_migrated_once(tmp_path: Path, qapp: object) -> None:
@@ -138,16 +158,17 @@ def test_the_old_settings_value_is_migrated_once(tmp_path: Path, qapp: object) -
     assert not store.exists()
 
     s = Settings(config / "lmgui.ini")
-    assert s.profiles == [("Home", "http://127.0.0.1:1234"), ("Lab", "http://lab:1")]
-    assert store.all() == [Profile("Home", "http://127.0.0.1:1234"), Profile("Lab", "http://lab:1")]
+    migrated = [Profile("Home", "http://127.0.0.1:1234"), Profile("Lab", "http://lab:1")]
+    assert s.profiles == migrated and all(p.enabled for p in migrated)
+    assert store.all() == migrated
     # From now on servers.json is the truth: the old value is not read again.
-    s.profiles = [("Lab", "http://lab:1")]
-    assert Settings(config / "lmgui.ini").profiles == [("Lab", "http://lab:1")]
+    s.profiles = [Profile("Lab", "http://lab:1")]
+    assert Settings(config / "lmgui.ini").profiles == [Profile("Lab", "http://lab:1")]
 
 
 def test_no_profiles_anywhere_reads_as_the_current_server(tmp_path: Path, qapp: object) -> None:
     config = AppPaths.under(tmp_path).config_dir
     s = Settings(config / "lmgui.ini")
     s.server_url = "127.0.0.1:5555"
-    assert s.profiles == [("Local", "http://127.0.0.1:5555")]
+    assert s.profiles == [Profile("Local", "http://127.0.0.1:5555")]
     assert not (config / SERVERS_FILE).exists()

@@ -31,13 +31,17 @@ _OLD_PROFILES_KEY = "server/profiles"
 @dataclass(frozen=True)
 class SettingsValues:
     server_url: str
-    token: str | None
-    """None: leave the stored token as it is; "" removes it."""
+    """The profile selected when the dialog was applied: the window's and the CLI's server."""
+    token: str | None = field(repr=False)
+    """The token change of ``server_url``'s server: None leaves the stored token as it is; ""
+    removes it. The same change is in ``token_changes`` too."""
     poll_interval_ms: int
     vram_budget_gb: float
     confirm_unload: bool
     hidden_poll_interval_ms: int = 5000
-    profiles: tuple[tuple[str, str], ...] = ()
+    profiles: tuple[Profile, ...] = ()
+    """Every server profile with its enabled flag ("Watch this server"), in the dialog's order;
+    empty leaves the stored profiles as they are."""
     close_to_tray: bool = True
     start_minimized: bool = False
     start_on_login: bool = False
@@ -50,6 +54,9 @@ class SettingsValues:
     notify: dict[str, bool] = field(default_factory=dict)
     favourites: tuple[str, ...] = ()
     forget_defaults: tuple[str, ...] = ()
+    token_changes: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """(normalized URL, new token or "" to remove it) for every server whose token the user
+    changed, once per server, in profile order. Tokens: never in a repr or a log line."""
 
 
 class Settings:
@@ -226,30 +233,24 @@ class Settings:
         return self.path.parent / SERVERS_FILE
 
     @property
-    def profiles(self) -> list[tuple[str, str]]:
-        """Server profiles: (name, URL), kept in ``servers.json`` (``core/profiles.py``, which
-        the command line reads too). The token of each lives in the keyring, by URL."""
+    def profiles(self) -> list[Profile]:
+        """Server profiles (name, URL, enabled), kept in ``servers.json`` (``core/profiles.py``,
+        which the command line reads too). The token of each lives in the keyring, by URL."""
         store = ProfileStore(self.profiles_path)
         if not store.exists():
             self._migrate_profiles(store)
-        out = [(p.name, p.url) for p in store.all()]
-        return out or [("Local", self.server_url)]
+        return store.all() or [Profile("Local", self.server_url)]
 
     @profiles.setter
-    def profiles(self, profiles: list[tuple[str, str]]) -> None:
+    def profiles(self, profiles: list[Profile]) -> None:
         store = ProfileStore(self.profiles_path)
-        # The dialog knows names and URLs only: a server switched off stays off.
-        old = store.all()
-        by_url = {p.url: p.enabled for p in old}
-        by_name = {p.name: p.enabled for p in old}
         kept = []
-        for name, url in profiles:
-            if not url.strip():
+        for p in profiles:
+            if not p.url.strip():
                 continue
-            url = normalize_base_url(url)
-            name = name.strip() or url  # a profile is found by its name: never an empty one
-            enabled = by_url.get(url, by_name.get(name, True))
-            kept.append(Profile(name, url, enabled))
+            url = normalize_base_url(p.url)
+            name = p.name.strip() or url  # a profile is found by its name: never an empty one
+            kept.append(Profile(name, url, p.enabled))
         try:
             store.save(kept)
         except OSError as exc:
@@ -296,7 +297,7 @@ class Settings:
         self.q.sync()
 
     def store(self, values: SettingsValues) -> None:
-        """Keep what the Settings dialog says (the token and start on login are not settings:
+        """Keep what the Settings dialog says (the tokens and start on login are not settings:
         the keyring and the OS keep them)."""
         self.poll_interval_ms = values.poll_interval_ms
         self.hidden_poll_interval_ms = values.hidden_poll_interval_ms
@@ -321,8 +322,8 @@ class Settings:
     def values(self, server_url: str, *, start_on_login: bool) -> SettingsValues:
         """What the Settings dialog opens with (the server in use is always among the profiles)."""
         profiles = self.profiles
-        if not any(url == server_url for _, url in profiles):
-            profiles = [*profiles, ("Current", server_url)]
+        if not any(p.url == server_url for p in profiles):
+            profiles = [*profiles, Profile("Current", server_url)]
         return SettingsValues(
             server_url,
             None,

@@ -12,6 +12,7 @@ from pytestqt.qtbot import QtBot
 from lmgui.api import Instance, Model, Quantization
 from lmgui.api.records import LoadResult
 from lmgui.core.actions import LoadRequest
+from lmgui.core.profiles import Profile
 from lmgui.core.settings import SettingsValues
 from lmgui.ui.load_dialog import LoadDialog, VramContext, is_moe
 from lmgui.ui.settings_dialog import SettingsDialog, url_problem
@@ -247,11 +248,16 @@ def test_settings_dialog(qtbot: QtBot) -> None:
         2000,
         0.0,
         True,
-        profiles=(("Local", "http://127.0.0.1:1234"), ("Lab", "http://10.0.0.5:1234")),
+        profiles=(
+            Profile("Local", "http://127.0.0.1:1234"),
+            Profile("Lab", "http://10.0.0.5:1234"),
+        ),
         favourites=(),
     )
     defaults = {"a/one": LoadRequest("a/one", context_length=8192), "b/two": LoadRequest("b/two")}
-    d = SettingsDialog(values, has_token=True, keyring_note=None, load_defaults=defaults)
+    d = SettingsDialog(
+        values, has_token=lambda url: True, keyring_note=None, load_defaults=defaults
+    )
     qtbot.addWidget(d)
     ok = d.buttons.button(QDialogButtonBox.StandardButton.Ok)
     assert d.profile_box.currentText() == "Local" and d.server.text() == "http://127.0.0.1:1234"
@@ -281,10 +287,11 @@ def test_settings_dialog(qtbot: QtBot) -> None:
         ok.click()
     v: SettingsValues = sig.args[0]
     assert v.server_url == "http://box:4321" and v.token == ""
+    assert v.token_changes == (("http://box:4321", ""),)
     assert v.profiles == (
-        ("Local", "http://192.168.1.20:1234"),
-        ("Lab", "http://10.0.0.5:1234"),
-        ("Box", "http://box:4321"),
+        Profile("Local", "http://192.168.1.20:1234"),
+        Profile("Lab", "http://10.0.0.5:1234"),
+        Profile("Box", "http://box:4321"),
     )
     assert (v.poll_interval_ms, v.hidden_poll_interval_ms) == (5000, 20000)
     assert (v.vram_budget_gb, v.confirm_unload, v.close_to_tray, v.start_minimized) == (
@@ -301,7 +308,7 @@ def test_settings_dialog_says_what_is_not_available(qtbot: QtBot) -> None:
     values = SettingsValues("http://127.0.0.1:1234", None, 2000, 0.0, True)
     d = SettingsDialog(
         values,
-        has_token=False,
+        has_token=lambda url: False,
         keyring_note="No usable keyring; tokens are kept for this session only.",
         tray_available=False,
         autostart_supported=False,
@@ -315,12 +322,13 @@ def test_settings_dialog_says_what_is_not_available(qtbot: QtBot) -> None:
 
 def test_settings_dialog_strips_and_refuses_tokens(qtbot: QtBot) -> None:
     values = SettingsValues("http://127.0.0.1:1234", None, 2000, 0.0, True)
-    d = SettingsDialog(values, has_token=False, keyring_note=None)
+    d = SettingsDialog(values, has_token=lambda url: False, keyring_note=None)
     qtbot.addWidget(d)
     ok = d.buttons.button(QDialogButtonBox.StandardButton.Ok)
     d.token.setText("  sk-lm-abcdef:ghijklmn  ")
     assert ok.isEnabled() and not d.token_error.isVisibleTo(d)
     assert d.values().token == "sk-lm-abcdef:ghijklmn"
+    assert d.values().token_changes == (("http://127.0.0.1:1234", "sk-lm-abcdef:ghijklmn"),)
     d.token.setText("sk-lm-abcdéf:ghijklmn")
     assert not ok.isEnabled()
     assert d.token_error.isVisibleTo(d)
