@@ -1,5 +1,10 @@
-"""The fleet as the tray shows it, Qt-free: the one state its icon takes (the worst server's) and
-a line per server for its tooltip, with the fleet's totals.
+"""The fleet as the tray shows it, Qt-free: the one state its icon takes (the worst server's), a
+block per server for its tooltip and a header per server for its menu, with the fleet's totals.
+
+``ui/tray.py`` draws a ``FleetTrayState`` (a record in core/tray_state.py, re-exported here):
+each enabled server's ``TrayState`` in profile order and what is app-wide; this module says what
+its icon, tooltip and menu headers are. A fleet of one server shows exactly the one-server icon,
+tooltip and menu.
 
 The order of the states, worst first (``WORST_FIRST``), and why:
 
@@ -20,6 +25,7 @@ An empty fleet is CONNECTING (nothing is known, as before a first poll).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -28,14 +34,28 @@ from lmgui.core.instances import InstanceInfo
 from lmgui.core.messages import state_text
 from lmgui.core.snapshot import Snapshot
 from lmgui.core.status import ConnectionState, PollStatus
-from lmgui.core.tray_state import TrayInstance, build_tray_state
+from lmgui.core.tray_state import (
+    FleetTrayState,
+    TrayInstance,
+    TrayState,
+    activity_summary,
+    build_tray_state,
+    icon_name,
+    tooltip,
+)
 
 __all__ = [
+    "TOOLTIP_MAX_LINES",
     "WORST_FIRST",
     "FleetSummary",
+    "FleetTrayState",
     "ServerSummary",
     "ServerView",
+    "fleet_icon_name",
     "fleet_summary",
+    "fleet_tooltip",
+    "server_summary",
+    "summarize",
     "worst_state",
 ]
 
@@ -50,6 +70,11 @@ WORST_FIRST: tuple[ConnectionState, ...] = (
     ConnectionState.CONNECTED,
 )
 _RANK = {state: rank for rank, state in enumerate(WORST_FIRST)}
+
+TOOLTIP_MAX_LINES = 12
+"""A fleet's tooltip stops here ("and 2 more servers"): tray hosts show a tooltip whole or cut it
+without a word (Windows keeps 127 characters), so what matters most comes first: the totals,
+then the servers in profile order, each server's details (its GPUs) dropped before the server."""
 
 
 def worst_state(states: Iterable[ConnectionState]) -> ConnectionState:
@@ -81,6 +106,11 @@ def _instances_text(n: int) -> str:
     return "no instances" if n == 0 else f"{n} instance{'s' if n != 1 else ''}"
 
 
+def _servers_text(n: int, offline: int) -> str:
+    text = f"{n} server{'s' if n != 1 else ''}"
+    return text + (f" ({offline} offline)" if offline else "")
+
+
 @dataclass(frozen=True)
 class ServerSummary:
     name: str
@@ -88,6 +118,8 @@ class ServerSummary:
     instances: list[TrayInstance]
     """Its loaded instances with the tray's VRAM estimate; empty while it is offline (the last
     list it sent may no longer be true)."""
+    loading: bool = False
+    """A load on it is under way."""
 
     @property
     def online(self) -> bool:
@@ -99,15 +131,33 @@ class ServerSummary:
 
     @property
     def line(self) -> str:
-        """ "gpu-box: Connected, 2 instances, about 7.1 GB VRAM"; "laptop: Unreachable since
-        14:05" while offline."""
+        """Its tooltip line: "gpu-box: Connected, 2 instances (1 generating), about 7.1 GB
+        VRAM"; "laptop: Unreachable since 14:05" while offline."""
         text = f"{self.name}: {state_text(self.status)}"
         if not self.online:
             return text
         text += ", " + _instances_text(len(self.instances))
+        busy = activity_summary(self.instances)
+        if busy:
+            text += f" ({busy})"
         if self.instances:
             text += f", about {_vram_text(self.instances)} VRAM"
+        if self.loading:
+            text += ", loading…"
         return text
+
+    @property
+    def header(self) -> str:
+        """Its header in the fleet's menu: "gpu-box — Connected · 2 loaded · 7.1 GB · 1
+        generating"; "laptop — Unreachable since 14:05" while offline."""
+        text = f"{self.name} — {state_text(self.status)}"
+        if not self.online:
+            return text
+        if not self.instances:
+            return text + " · nothing loaded"
+        text += f" · {len(self.instances)} loaded · {_vram_text(self.instances)}"
+        busy = activity_summary(self.instances)
+        return text + (f" · {busy}" if busy else "")
 
 
 @dataclass(frozen=True)
@@ -130,40 +180,125 @@ class FleetSummary:
     def offline(self) -> int:
         return sum(not s.online for s in self.servers)
 
+    def _everything(self) -> list[TrayInstance]:
+        return [i for s in self.servers for i in s.instances]
+
     @property
     def totals_line(self) -> str:
         """ "3 servers (1 offline): 4 instances, about 12.3 GB VRAM (estimated)"."""
-        n = len(self.servers)
-        if n == 0:
+        if not self.servers:
             return "No servers enabled"
-        text = f"{n} server{'s' if n != 1 else ''}"
-        if self.offline:
-            text += f" ({self.offline} offline)"
+        text = _servers_text(len(self.servers), self.offline)
         text += ": " + _instances_text(self.instances)
-        everything = [i for s in self.servers for i in s.instances]
+        everything = self._everything()
         if everything:
             text += f", about {_vram_text(everything)} VRAM (estimated)"
         return text
 
     @property
+    def header(self) -> str:
+        """The menu's first line: "3 servers (1 offline) · 4 loaded · about 12.3 GB VRAM"."""
+        if not self.servers:
+            return "No servers enabled"
+        text = _servers_text(len(self.servers), self.offline)
+        everything = self._everything()
+        if not everything:
+            return text + " · nothing loaded"
+        text += f" · {len(everything)} loaded · about {_vram_text(everything)} VRAM"
+        busy = activity_summary(everything)
+        return text + (f" · {busy}" if busy else "")
+
+    @property
     def lines(self) -> list[str]:
-        """The tooltip's lines: the totals, then one line per server in profile order."""
+        """The totals, then one line per server in profile order."""
         return [self.totals_line, *(s.line for s in self.servers)]
+
+
+def server_summary(state: TrayState) -> ServerSummary:
+    """One server's tray state as the fleet's tooltip and menu headers count it."""
+    status = state.status if state.status is not None else PollStatus(state.connection)
+    instances = state.instances if status.state.online else []
+    return ServerSummary(state.label, status, instances, loading=state.loading)
+
+
+def summarize(fleet: FleetTrayState) -> FleetSummary:
+    """The fleet's tray state counted: a summary per server, the totals, the worst state."""
+    servers = [server_summary(s) for s in fleet.servers]
+    return FleetSummary(servers, worst_state(s.status.state for s in servers))
+
+
+def fleet_icon_name(fleet: FleetTrayState) -> str:
+    """The icon: offline when any server is (the worst state wins), else loading when a load is
+    under way anywhere, loaded when any server has an instance, else idle."""
+    one = fleet.alone()
+    if one is not None:
+        return icon_name(one)
+    if not worst_state(s.connection for s in fleet.servers).online:
+        return "state-offline"
+    if fleet.loading or any(s.loading for s in fleet.servers):
+        return "state-loading"
+    return "state-loaded" if any(s.instances for s in fleet.servers) else "state-idle"
+
+
+def _details(state: TrayState) -> list[str]:
+    """A server's tooltip lines under its own: its measured GPUs and what waits to be restored."""
+    if not state.connection.online:
+        return []
+    lines = [
+        f"  {g.name}: {human_bytes(g.used_bytes)} of {human_bytes(g.total_bytes)} (measured)"
+        for g in state.gpus or ()
+    ]
+    if state.restorable:
+        lines.append(f"  GPU freed: Restore brings back {state.restorable} instance(s)")
+    if state.make_way:
+        lines.append(f"  {state.make_way}")
+    return lines
+
+
+def fleet_tooltip(fleet: FleetTrayState, *, max_lines: int = TOOLTIP_MAX_LINES) -> str:
+    """One server: exactly its own tooltip. Several: the totals, then a block per server (its
+    line, its measured GPUs), then when it was refreshed, within ``max_lines``."""
+    one = fleet.alone()
+    if one is not None:
+        return tooltip(one)
+    summary = summarize(fleet)
+    head = f"lmgui — {summary.totals_line}"
+    if fleet.loading and not any(s.loading for s in fleet.servers):
+        head += ", loading…"
+    tail = []
+    refreshed = [s.last_refresh for s in fleet.servers if s.last_refresh is not None]
+    if refreshed:
+        tail.append("Refreshed at " + time.strftime("%H:%M:%S", time.localtime(max(refreshed))))
+    if fleet.paused:
+        tail.append("Polling paused")
+    budget = max_lines - 1 - len(tail)
+    body: list[str] = []
+    blocks = [(s.line, _details(t)) for s, t in zip(summary.servers, fleet.servers, strict=True)]
+    for i, (line, details) in enumerate(blocks):
+        left = len(blocks) - i
+        room = budget - len(body) - (1 if left > 1 else 0)  # keep one for "and N more"
+        if 1 + len(details) <= room:
+            body += [line, *details]
+        elif room >= 1:
+            body.append(line)
+        else:
+            body.append(f"and {left} more server{'s' if left != 1 else ''}")
+            break
+    return "\n".join([head, *body, *tail])
 
 
 def fleet_summary(servers: Iterable[ServerView], *, now: float | None = None) -> FleetSummary:
     """Per server a line for the tooltip, and the fleet's totals, in the order given."""
-    out = []
-    for view in servers:
-        instances: list[TrayInstance] = []
-        if view.status.state.online:
-            # The tray's own per-instance estimate (the server's offload, else lmgui's).
-            instances = build_tray_state(
-                server=view.name,
-                snapshot=view.snapshot,
-                status=view.status,
-                infos=view.infos,
-                now=now,
-            ).instances
-        out.append(ServerSummary(view.name, view.status, instances))
-    return FleetSummary(out, worst_state(s.status.state for s in out))
+    states = [
+        # The tray's own per-instance estimate (the server's offload, else lmgui's).
+        build_tray_state(
+            server=view.name,
+            name=view.name,
+            snapshot=view.snapshot,
+            status=view.status,
+            infos=view.infos,
+            now=now,
+        )
+        for view in servers
+    ]
+    return summarize(FleetTrayState(states))

@@ -1,14 +1,16 @@
-"""What the tray shows, as data: built from the snapshot, the ledger and the settings, Qt-free,
-so the icon, the tooltip and the menu's content are tested without a tray.
+"""What the tray shows of one server, as data: built from the snapshot, the ledger and the
+settings, Qt-free, so the icon, the tooltip and the menu's content are tested without a tray.
 
-``ui/tray.py`` draws a ``TrayState``; nothing here knows about Qt.
+``ui/tray.py`` draws a ``FleetTrayState``: a ``TrayState`` per server and what is app-wide; its
+icon, tooltip and menu headers are in core/fleet_state.py. A fleet of one server shows exactly
+this module's icon and tooltip. Nothing here knows about Qt.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lmgui.core.format import (
     UNREADABLE,
@@ -26,6 +28,7 @@ from lmgui.core.status import ConnectionState, PollStatus
 from lmgui.core.vram import estimate_loaded
 
 __all__ = [
+    "FleetTrayState",
     "TrayInstance",
     "TrayState",
     "activity_summary",
@@ -76,7 +79,12 @@ class TrayInstance:
 
 @dataclass(frozen=True)
 class TrayState:
+    """One server as the tray shows it. ``paused``, ``notifications_paused`` and
+    ``window_visible`` are app-wide: in a fleet the ``FleetTrayState``'s win (a state drawn on
+    its own, as a fleet of one, keeps them)."""
+
     server: str
+    """What the one-server tooltip names it by ("lmgui: http://127.0.0.1:1234")."""
     connection: ConnectionState
     instances: list[TrayInstance] = field(default_factory=list)
     loading: bool = False
@@ -97,6 +105,20 @@ class TrayState:
     """What making way for another GPU program is doing, as a sentence (None: nothing)."""
     make_way_restore: bool = False
     """The tray offers "Restore (before making way)"."""
+    url: str = ""
+    """The server's normalized URL, which the tray's intents carry ("": ``server`` is it)."""
+    name: str = ""
+    """The server's label in a fleet: its profile's name ("": ``server``)."""
+
+    @property
+    def server_url(self) -> str:
+        """The URL the tray's intents about this server carry."""
+        return self.url or self.server
+
+    @property
+    def label(self) -> str:
+        """Its name in the fleet's menu and tooltip: "gpu-box"."""
+        return self.name or self.server
 
     @property
     def vram_bytes(self) -> int:
@@ -109,6 +131,45 @@ class TrayState:
         if any(i.vram_bytes is None for i in self.instances):
             return f"at least {text}" if self.vram_bytes else UNREADABLE
         return text
+
+
+@dataclass(frozen=True)
+class FleetTrayState:
+    """What the fleet's one tray icon shows: a ``TrayState`` per enabled server in profile
+    order (each with ``url`` and ``name``), and the app-wide switches, which win over the
+    servers' own copies of them. Its icon, tooltip and menu headers: core/fleet_state.py."""
+
+    servers: list[TrayState] = field(default_factory=list)
+    paused: bool = False
+    notifications_paused: bool = False
+    window_visible: bool = True
+    loading: bool = False
+    """A load is under way somewhere (a server's own ``loading`` says where, when known)."""
+
+    @classmethod
+    def of(cls, state: TrayState) -> FleetTrayState:
+        """A fleet of one server, its app-wide switches taken from ``state``."""
+        return cls(
+            [state],
+            paused=state.paused,
+            notifications_paused=state.notifications_paused,
+            window_visible=state.window_visible,
+            loading=state.loading,
+        )
+
+    def alone(self) -> TrayState | None:
+        """The one server of a fleet of one, with the app-wide switches: what the one-server
+        tooltip and menu show. None for any other fleet."""
+        if len(self.servers) != 1:
+            return None
+        one = self.servers[0]
+        return replace(
+            one,
+            paused=self.paused,
+            notifications_paused=self.notifications_paused,
+            window_visible=self.window_visible,
+            loading=self.loading or one.loading,
+        )
 
 
 def quick_loads(
@@ -139,8 +200,12 @@ def build_tray_state(
     snapshots_busy: bool = False,
     make_way: str | None = None,
     make_way_restore: bool = False,
+    url: str = "",
+    name: str = "",
     now: float | None = None,
 ) -> TrayState:
+    """``url``: the server's normalized URL for the tray's intents ("": ``server``); ``name``:
+    its profile's name, its label in a fleet."""
     now = time.time() if now is None else now
     pins = set(pinned)
     instances = []
@@ -186,6 +251,8 @@ def build_tray_state(
         snapshots_busy=snapshots_busy,
         make_way=make_way,
         make_way_restore=make_way_restore,
+        url=url or server,
+        name=name,
     )
 
 

@@ -22,9 +22,19 @@ from lmgui.core.launcher import lmgui_command
 from lmgui.core.notify import Notifier
 from lmgui.core.paths import AppPaths
 from lmgui.core.poller import ConnectionState
+from lmgui.core.profiles import Profile
 from lmgui.core.settings import Settings
 from lmgui.sim import Simulator
-from lmgui.ui.tray import TrayController, TrayInstance, TrayState, icon_name, tooltip
+from lmgui.ui.tray import (
+    FleetTrayState,
+    TrayController,
+    TrayInstance,
+    TrayState,
+    fleet_icon_name,
+    fleet_tooltip,
+    icon_name,
+    tooltip,
+)
 from tests.conftest import SimFactory
 from tests.gui.conftest import running, wait_for
 from tests.xdg import parse_exec, read_entry
@@ -38,7 +48,10 @@ STATE = TrayState(
     ],
     last_refresh=1_700_000_000.0,
     quick_loads=[("meta/llama", "★ Llama"), ("ibm/granite", "Granite")],
+    url="http://127.0.0.1:1234",
+    name="desk",
 )
+URL = STATE.url
 
 
 def texts(menu: QMenu) -> list[str]:
@@ -69,8 +82,21 @@ def test_tooltip_summarizes_the_state() -> None:
     assert "Unreachable" in tooltip(TrayState("s", ConnectionState.UNREACHABLE))
 
 
+def test_a_fleet_of_one_server_shows_that_servers_icon_and_tooltip() -> None:
+    gpus = [GpuMemory("RTX 4090", 12_000_000_000, 24_000_000_000)]
+    one = TrayState(**{**STATE.__dict__, "gpus": gpus})
+    fleet = FleetTrayState([one])
+    assert fleet_tooltip(fleet) == tooltip(one)
+    assert fleet_icon_name(fleet) == icon_name(one) == "state-loaded"
+    # The app-wide switches are the fleet's.
+    busy = FleetTrayState([one], paused=True, loading=True)
+    assert fleet_icon_name(busy) == "state-loading"
+    assert fleet_tooltip(busy).splitlines()[-1] == "Polling paused"
+    assert "2 instances loaded, loading…" in fleet_tooltip(busy).splitlines()
+
+
 def test_menu_is_built_from_live_state_and_its_actions_emit_intents(qapp: object) -> None:
-    state = {"now": STATE}
+    state = {"now": FleetTrayState([STATE])}
     tray = TrayController(lambda: state["now"])
     got: dict[str, list[Any]] = {}
     for name in (
@@ -118,12 +144,13 @@ def test_menu_is_built_from_live_state_and_its_actions_emit_intents(qapp: object
         action(menu, text).trigger()
     action(menu, "Pause polling").trigger()
     action(menu, "Pause notifications").trigger()
+    # Each intent about the server carries its URL.
     assert got["unload_requested"] == [
-        (["qwen/qwen3-4b"],),
-        (["qwen/qwen3-4b", "google/gemma-3-270m:2"],),
+        (URL, ["qwen/qwen3-4b"]),
+        (URL, ["qwen/qwen3-4b", "google/gemma-3-270m:2"]),
     ]
-    assert got["chat_requested"] == [("qwen/qwen3-4b",)]
-    assert got["load_requested"] == [("meta/llama",)]
+    assert got["chat_requested"] == [(URL, "qwen/qwen3-4b")]
+    assert got["load_requested"] == [(URL, "meta/llama")]
     assert (
         len(got["toggle_window"])
         == len(got["refresh_requested"])
@@ -131,18 +158,23 @@ def test_menu_is_built_from_live_state_and_its_actions_emit_intents(qapp: object
         == 1
     )
     assert got["pause_toggled"] == [(True,)] and got["notifications_paused_toggled"] == [(True,)]
-    assert got["pin_toggled"] == [("qwen/qwen3-4b", True)] and len(got["free_requested"]) == 1
+    assert got["pin_toggled"] == [(URL, "qwen/qwen3-4b", True)]
+    assert got["free_requested"] == [(URL,)]
 
     # After freeing: Restore is offered, and the tooltip says what it would bring back.
-    state["now"] = TrayState(**{**STATE.__dict__, "instances": [], "restorable": 2})
+    freed = TrayState(**{**STATE.__dict__, "instances": [], "restorable": 2})
+    state["now"] = FleetTrayState([freed])
     tray.menu.aboutToShow.emit()
     assert "Free the GPU (restore later)" not in texts(tray.menu)
     action(tray.menu, "Restore 2 instance(s) unloaded to free the GPU").trigger()
-    assert len(got["restore_requested"]) == 1
-    assert "GPU freed: Restore brings back 2 instance(s)" in tooltip(state["now"])
+    assert got["restore_requested"] == [(URL,)]
+    assert "GPU freed: Restore brings back 2 instance(s)" in fleet_tooltip(state["now"])
 
-    # Rebuilt from the state of the moment it opens: offline, nothing to unload or load.
-    state["now"] = TrayState("s", ConnectionState.UNREACHABLE, window_visible=False, paused=True)
+    # Rebuilt from the state of the moment it opens: offline, nothing to unload or load. The
+    # window and polling switches are the fleet's.
+    state["now"] = FleetTrayState(
+        [TrayState("s", ConnectionState.UNREACHABLE)], window_visible=False, paused=True
+    )
     tray.menu.aboutToShow.emit()
     assert texts(tray.menu)[0] == "Server: Unreachable"
     assert "Unload all" not in texts(tray.menu) and "Open window" in texts(tray.menu)
@@ -177,9 +209,9 @@ def test_an_instance_answering_right_now_stands_out_in_the_menu(qapp: object) ->
         connection=ConnectionState.CONNECTED,
         instances=[generating, STATE.instances[1]],
     )
-    tray = TrayController(lambda: state)
-    unloads: list[list[str]] = []
-    tray.unload_requested.connect(unloads.append)
+    tray = TrayController(lambda: state)  # a TrayState alone is a fleet of one
+    unloads: list[tuple[str, list[str]]] = []
+    tray.unload_requested.connect(lambda url, ids: unloads.append((url, ids)))
     tray.rebuild()
     assert texts(tray.menu)[:3] == [
         "2 loaded · about 3.6 GB VRAM · 1 generating",
@@ -192,7 +224,7 @@ def test_an_instance_answering_right_now_stands_out_in_the_menu(qapp: object) ->
     sub = action(tray.menu, texts(tray.menu)[1]).menu()
     assert isinstance(sub, QMenu)
     action(sub, "Unload").trigger()
-    assert unloads == [["qwen-1"]] and state.instances[0].busy
+    assert unloads == [("http://127.0.0.1:1234", ["qwen-1"])] and state.instances[0].busy
 
 
 def test_notifications_once_per_event_and_never_when_off_or_paused() -> None:
@@ -318,11 +350,12 @@ async def test_the_trays_load_uses_the_settings_last_used(
         app.settings.remember_load(LoadRequest("qwen/qwen3-4b", context_length=16384))
         app.settings.favourites = ["google/gemma-3-270m"]
         await wait_for(lambda: app.tree.rowCount() == 15)
-        assert app.tray_state().quick_loads == [
+        (server,) = app.tray.fleet().servers
+        assert server.quick_loads == [
             ("google/gemma-3-270m", "★ Gemma 3 270M"),
             ("qwen/qwen3-4b", "Qwen3 4B"),
         ]
-        app.tray.load_requested.emit("qwen/qwen3-4b")
+        app.tray.load_requested.emit(server.server_url, "qwen/qwen3-4b")
         await wait_for(lambda: bool(sim.received("POST", "/api/v1/models/load")))
         assert sim.received("POST", "/api/v1/models/load")[-1].body["context_length"] == 16384
 
@@ -375,7 +408,10 @@ def test_autostart_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_settings_round_trip(tmp_path: Path, qapp: object) -> None:
     path = tmp_path / "lmgui.ini"
     s = Settings(path)
-    s.profiles = [("Home", "127.0.0.1:1234"), ("Lab", "http://lab:1234/api/v1")]
+    s.profiles = [
+        Profile("Home", "127.0.0.1:1234"),
+        Profile("Lab", "http://lab:1234/api/v1", False),
+    ]
     s.hidden_poll_interval_ms = 9000
     s.close_to_tray = False
     s.start_minimized = True
@@ -385,7 +421,10 @@ def test_settings_round_trip(tmp_path: Path, qapp: object) -> None:
         s.remember_load(LoadRequest(key, context_length=4096, identifier="one-off"))
     s.sync()
     again = Settings(path)
-    assert again.profiles == [("Home", "http://127.0.0.1:1234"), ("Lab", "http://lab:1234")]
+    assert again.profiles == [
+        Profile("Home", "http://127.0.0.1:1234"),
+        Profile("Lab", "http://lab:1234", enabled=False),
+    ]
     assert again.hidden_poll_interval_ms == 9000 and not again.close_to_tray
     assert again.start_minimized and not again.notify("vanished") and again.notify("loaded")
     assert again.favourites == ["a", "b"] and again.recent == ["x", "y"]
@@ -397,7 +436,7 @@ def test_settings_round_trip(tmp_path: Path, qapp: object) -> None:
 def test_opening_the_menu_all_day_does_not_grow_it(qapp: object) -> None:
     from PySide6.QtCore import QCoreApplication, QEvent
 
-    tray = TrayController(lambda: STATE)
+    tray = TrayController(lambda: FleetTrayState([STATE]))
 
     def live_submenus() -> int:
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
