@@ -95,6 +95,23 @@ def test_thread_list_search_rename_delete(store: ChatStore) -> None:
         store.turn(t.id)  # turns go with their thread
 
 
+def test_a_thread_moves_to_another_server_only_before_its_first_turn(store: ChatStore) -> None:
+    thread = store.create_thread("T", "http://a:1", "m")
+    store.set_thread_server(thread.id, "http://b:2")
+    assert (store.thread(thread.id).server, store.thread(thread.id).model) == ("http://b:2", "m")
+    store.set_thread_server(thread.id, "http://a:1", model="other")
+    assert (store.thread(thread.id).server, store.thread(thread.id).model) == (
+        "http://a:1",
+        "other",
+    )
+    store.add_turn(thread.id, None, text("hi"), model="other", settings={})
+    with pytest.raises(ValueError, match="already has answers on its server"):
+        store.set_thread_server(thread.id, "http://b:2")
+    assert store.thread(thread.id).server == "http://a:1"
+    with pytest.raises(KeyError):
+        store.set_thread_server(12345, "http://b:2")
+
+
 def test_export_markdown_and_json(store: ChatStore) -> None:
     thread = store.create_thread("Weather", "http://s:1", "m", {"system_prompt": "Be brief."})
     a = store.add_turn(thread.id, None, text("Weather in Oslo?"), model="m", settings={})
@@ -211,6 +228,12 @@ async def test_every_store_call_awaited(tmp_path: Path) -> None:
         # Changes give the thread back as it is afterwards.
         moved = await store.update_thread(thread.id, current_turn=a.id, model="m2")
         assert moved.current_turn == a.id and moved.model == "m2"
+        with pytest.raises(ValueError, match="stays on that server"):
+            await store.set_thread_server(thread.id, "http://other:2")
+        fresh = await store.create_thread("Fresh", "http://s:1", "m")
+        moved_to = await store.set_thread_server(fresh.id, "http://other:2", model="m3")
+        assert (moved_to.server, moved_to.model) == ("http://other:2", "m3")
+        await store.delete_thread(fresh.id)
         renamed = await store.rename_thread(thread.id, "Herons")
         assert renamed.title == "Herons" and renamed.current_turn == a.id
         assert [t.title for t in await store.threads("tall birds")] == ["Herons"]

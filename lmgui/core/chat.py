@@ -7,6 +7,10 @@ complete, stopped, interrupted or error. ``continue_from()`` moves the tip to an
 next turn starts a branch there; ``switch_sibling()`` moves it to another branch at a fork
 (the tree logic is ``core.branches``). Every store call is awaited on the store's worker thread;
 the streaming task runs on the session's ``TaskSet``, which reports a failure as a sentence.
+
+A thread belongs to one server (``ThreadRecord.server``): the session asks for that server's
+client at each request (a new token replaces the client), and sends nothing when lmgui no longer
+watches that server.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from lmgui.api.events import (
     ToolCallSuccess,
 )
 from lmgui.api.records import ChatStats, OutputItem, UnknownItem
+from lmgui.api.urls import display_url
 from lmgui.core.branches import SiblingInfo, TurnTree, reseed_prompt
 from lmgui.core.chat_store import AsyncChatStore, ThreadRecord, TurnRecord
 from lmgui.core.images import IMAGE_LIMIT_BYTES, image_problem
@@ -46,9 +51,11 @@ from lmgui.core.tasks import TaskSet
 __all__ = [
     "IMAGE_LIMIT_BYTES",
     "ChatSession",
+    "ServerNotWatchedError",
     "ThreadSettings",
     "is_lost_continuation",
     "item_note",
+    "not_watched_sentence",
     "stats_dict",
     "stored_item",
 ]
@@ -72,6 +79,19 @@ class ThreadSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThreadSettings:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def not_watched_sentence(server: str) -> str:
+    """What sending says when the thread's server is not one lmgui watches now."""
+    return (
+        f"This thread's server, {display_url(server)}, is not among the servers lmgui watches: "
+        "turn it on in Settings."
+    )
+
+
+class ServerNotWatchedError(ValueError):
+    """The thread's server is not one lmgui watches now: nothing was sent (the message is the
+    sentence for the user)."""
 
 
 def item_note(item: dict[str, Any]) -> str:
@@ -128,14 +148,16 @@ class ChatSession(QObject):
     def __init__(
         self,
         store: AsyncChatStore,
-        client: Callable[[], LMStudioClient],
+        client: Callable[[], LMStudioClient | None],
         record: ThreadRecord,
         *,
         on_used: Callable[[str], None] = lambda instance_id: None,
         report: Callable[[str], None] | None = None,
         parent: QObject | None = None,
     ) -> None:
-        """``report`` hears a failure of the session's own work as one sentence."""
+        """``client`` gives the client of the thread's server now, asked at each request (None:
+        lmgui no longer watches that server); ``on_used`` hears each instance id the server
+        answered with; ``report`` hears a failure of the session's own work as one sentence."""
         super().__init__(parent)
         self.store = store
         self._client = client
@@ -159,6 +181,18 @@ class ChatSession(QObject):
 
     async def rename(self, title: str) -> None:
         self.record = await self.store.rename_thread(self.record.id, title)
+
+    @property
+    def movable(self) -> bool:
+        """True while the thread has no turns: it may still move to another server."""
+        return self.record.current_turn is None and not self.busy
+
+    async def move_to(self, server: str, model: str | None = None) -> None:
+        """Talk to ``server`` (and ``model`` there) from now on; only before the first turn
+        (ValueError with a sentence otherwise: the thread's answers live on its server)."""
+        if self.busy:
+            raise ValueError("A message is on its way; the thread stays on its server.")
+        self.record = await self.store.set_thread_server(self.record.id, server, model=model)
 
     async def branch(self) -> list[TurnRecord]:
         return await self.store.branch(self.record.current_turn)
@@ -199,6 +233,8 @@ class ChatSession(QObject):
     ) -> asyncio.Task[TurnRecord | None]:
         if self.busy:
             raise RuntimeError("a turn is still streaming")
+        if self._client() is None:
+            raise ServerNotWatchedError(not_watched_sentence(self.record.server))
         for mime, data in images or ():
             problem = image_problem(mime, len(data))
             if problem:
@@ -252,7 +288,10 @@ class ChatSession(QObject):
         error: str | None = None
         error_code: str | None = None
         try:
-            stream = self._client().chat_stream(
+            client = self._client()
+            if client is None:  # the server was switched off since send() looked
+                raise ServerNotWatchedError(not_watched_sentence(self.record.server))
+            stream = client.chat_stream(
                 self.record.model,
                 wire_input,
                 previous_response_id=previous,
@@ -311,6 +350,10 @@ class ChatSession(QObject):
         except (BadRequestError, NotFoundError) as exc:
             error, error_code = str(exc), exc.code
             result = None
+        except ServerNotWatchedError as exc:
+            done = await self._close(turn.id, "error", answer.items, error=str(exc))
+            self.turn_finished.emit(done)
+            return done
         except ServerUnreachable as exc:
             done = await self._close(
                 turn.id, "interrupted", answer.items, instance_id=instance_id, error=str(exc)

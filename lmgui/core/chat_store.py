@@ -112,6 +112,7 @@ class ThreadRecord:
     id: int
     title: str
     server: str
+    """The normalized URL of the server the thread talks to: its response ids live there."""
     model: str
     settings: dict[str, Any] = field(default_factory=dict)
     current_turn: int | None = None
@@ -253,6 +254,22 @@ class ChatStore:
             sets.append("current_turn=?")
             args.append(current_turn)
         self.db.execute(f"UPDATE threads SET {', '.join(sets)} WHERE id=?", (*args, thread_id))
+
+    def set_thread_server(self, thread_id: int, server: str, *, model: str | None = None) -> None:
+        """Move a thread that has no turns yet to ``server`` (and ``model``, there). A thread
+        with turns stays: its response ids live on its server. Raises ValueError then."""
+        sets = "server=?, updated=?" + (", model=?" if model is not None else "")
+        args: list[Any] = [server, self._clock()] + ([model] if model is not None else [])
+        cur = self.db.execute(
+            f"UPDATE threads SET {sets} WHERE id=? "
+            "AND NOT EXISTS (SELECT 1 FROM turns WHERE thread_id=?)",
+            (*args, thread_id, thread_id),
+        )
+        if cur.rowcount == 0:
+            self.thread(thread_id)  # KeyError for a thread that is not there
+            raise ValueError(
+                "This thread already has answers on its server, so it stays on that server."
+            )
 
     def delete_thread(self, thread_id: int) -> None:
         self.db.execute("DELETE FROM threads WHERE id=?", (thread_id,))
@@ -462,6 +479,15 @@ class AsyncChatStore:
             return db.thread(thread_id)
 
         return await self._run(update)
+
+    async def set_thread_server(
+        self, thread_id: int, server: str, *, model: str | None = None
+    ) -> ThreadRecord:
+        def move(db: ChatStore) -> ThreadRecord:
+            db.set_thread_server(thread_id, server, model=model)
+            return db.thread(thread_id)
+
+        return await self._run(move)
 
     async def delete_thread(self, thread_id: int) -> None:
         await self._run(lambda db: db.delete_thread(thread_id))

@@ -1,6 +1,6 @@
-"""The chat's model picker as a list model: loaded instances first, then every other LLM (which
-the server loads on the first message), and the thread's own model when the server no longer has
-it.
+"""The chat's model picker as a list model over the thread's server's models: loaded instances
+first, then every other LLM (which the server loads on the first message), and the thread's own
+model when the server no longer has it.
 
 WORKAROUND: a ``QStandardItemModel``, like the model tree: a combo box asks every row for its text
 to size itself, and through a Python ``QAbstractListModel`` that is a call back into Python per
@@ -17,7 +17,7 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 
 from lmgui.api.records import Model
 
-__all__ = ["NAME_ROLE", "ModelPickerModel", "PickerEntry", "picker_entries"]
+__all__ = ["NAME_ROLE", "ModelPickerModel", "PickerEntry", "default_pick", "picker_entries"]
 
 NAME_ROLE = Qt.ItemDataRole.UserRole
 """The instance id or model key an entry stands for (what ``QComboBox.currentData()`` gives)."""
@@ -39,6 +39,14 @@ def picker_entries(models: Sequence[Model]) -> list[PickerEntry]:
         if m.type == "llm" and not m.instances
     ]
     return entries
+
+
+def default_pick(models: Sequence[Model]) -> str | None:
+    """What a new thread on a server talks to when nothing was picked: its first loaded LLM
+    instance, else its first LLM (loaded on the first message); None when it has no LLM."""
+    llms = [m for m in models if m.type == "llm"]
+    loaded = next((i.id for m in llms for i in m.instances), None)
+    return loaded or next((m.key for m in llms), None)
 
 
 def missing_entry(name: str) -> PickerEntry:

@@ -6,6 +6,11 @@ the server and the store: the pane shows what the session signals and turns clic
 it. Its parts are ``ThreadList`` (chat_threads), ``ThreadSettingsBar`` (chat_settings),
 ``TranscriptView`` (chat_view) and ``Composer`` (chat_composer, with the context meter). All
 background work runs on the pane's one ``TaskSet``; a failure is said on ``status``.
+
+Each thread belongs to a server (``ThreadRecord.server``, a normalized URL): its session asks
+``client_for`` for that server's client at each request, the picker lists that server's models,
+and a thread with no turns yet may move to another server (after the first turn its answers live
+there). lmgui may watch several servers; ``servers()`` says which, in order, with their labels.
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ from lmgui.api.client import LMStudioClient
 from lmgui.api.records import Model
 from lmgui.core.branches import continued_title
 from lmgui.core.chat import ChatSession, ThreadSettings, item_note
-from lmgui.core.chat_context import context_use
+from lmgui.core.chat_context import context_use, find_model
 from lmgui.core.chat_store import AsyncChatStore, ExportFormat, ThreadRecord, TurnRecord
 from lmgui.core.tasks import TaskSet
+from lmgui.qtmodels.model_picker import default_pick
 from lmgui.ui.chat_composer import Composer
 from lmgui.ui.chat_settings import ThreadSettingsBar
 from lmgui.ui.chat_threads import ThreadList
@@ -55,25 +61,32 @@ class ChatPane(QWidget):
     def __init__(
         self,
         store: AsyncChatStore,
-        client: Callable[[], LMStudioClient],
-        server_url: Callable[[], str],
-        models: Callable[[], list[Model]],
+        client_for: Callable[[str], LMStudioClient | None],
+        servers: Callable[[], list[tuple[str, str]]],
+        models_for: Callable[[str], list[Model]],
         *,
-        on_used: Callable[[str], None] = lambda instance_id: None,
+        current_server: Callable[[], str],
+        on_used: Callable[[str, str], None] = lambda url, instance_id: None,
         parent: QWidget | None = None,
     ) -> None:
+        """``client_for(url)``: that server's client now, None when lmgui no longer watches it
+        (asked at each request: a new token replaces the client); ``servers()``: (normalized
+        URL, label) of the servers lmgui watches now, in order; ``models_for(url)``: that
+        server's models now; ``current_server()``: the server of the window's selected row, a
+        new thread's server; ``on_used(url, instance_id)``: lmgui's chat used that instance."""
         super().__init__(parent)
         self.store = store
-        self._client = client
-        self._server_url = server_url
-        self._models = models
+        self._client_for = client_for
+        self._servers = servers
+        self._models_for = models_for
+        self._current_server = current_server
         self._on_used = on_used
         self.session: ChatSession | None = None
         self.tasks = TaskSet("chat", self.status.emit)
         self._closing = False
 
-        self.threads = ThreadList(store, self.spawn, self._current_record)
-        self.settings_bar = ThreadSettingsBar(models)
+        self.threads = ThreadList(store, self.spawn, self._current_record, servers)
+        self.settings_bar = ThreadSettingsBar(models_for, servers)
         self.lost_bar = QWidget()
         lost_row = QHBoxLayout(self.lost_bar)
         lost_row.setContentsMargins(0, 0, 0, 0)
@@ -122,6 +135,7 @@ class ChatPane(QWidget):
             lambda: self.spawn(self._save_settings(), "Saving the thread's settings")
         )
         self.settings_bar.model_changed.connect(self._on_settings_bar_model_changed)
+        self.settings_bar.server_picked.connect(self._on_settings_bar_server_picked)
         self.view.action.connect(self._on_view_action)
         self.composer.send_requested.connect(self.send)
         self.composer.send_clicked.connect(self._on_composer_send_clicked)
@@ -144,12 +158,15 @@ class ChatPane(QWidget):
             return None
         return self.tasks.spawn(coro, what)
 
-    def chat_with(self, target: str | None = None) -> asyncio.Task[ThreadRecord] | None:
-        """A new thread with ``target`` (an instance id or a model key; None: the model picked
-        now), from the window's Chat command or the tray."""
+    def chat_with(
+        self, target: str | None = None, server: str | None = None
+    ) -> asyncio.Task[ThreadRecord] | None:
+        """A new thread on ``server`` (None: ``current_server()``) with ``target`` (an instance
+        id or a model key there; None: the model picked now, else the server's first), from the
+        window's Chat command or the tray."""
         self.refresh_models()
         what = f"Opening a chat with {target}" if target else "Starting a new thread"
-        return self.spawn(self.new_thread(target), what)
+        return self.spawn(self.new_thread(target, server=server), what)
 
     async def settle(self) -> None:
         """Wait for the pane's own tasks (tests and shutdown)."""
@@ -163,11 +180,19 @@ class ChatPane(QWidget):
         await self.threads.commit_delete()
         await self.tasks.aclose()
 
-    # ------------------------------------------------------------------ models
+    # ------------------------------------------------------------------ servers and models
 
-    def models_changed(self) -> None:
-        """After a poll: the picker is refreshed later, and only while it is visible."""
-        self.settings_bar.models_changed()
+    def servers_changed(self) -> None:
+        """lmgui watches other servers now (added, removed, renamed, switched on or off): the
+        Server combo, the picker and the thread list's server labels follow."""
+        self.settings_bar.servers_changed()
+        self.spawn(self.refresh_threads(), "Listing the threads")
+
+    def models_changed(self, server: str | None = None) -> None:
+        """After a poll of ``server`` (None: any): the picker is refreshed later, and only while
+        it is visible, when it lists that server's models."""
+        if server is None or server == self.settings_bar.server:
+            self.settings_bar.models_changed()
 
     def refresh_models(self) -> None:
         self.settings_bar.refresh_models()
@@ -194,14 +219,20 @@ class ChatPane(QWidget):
         model: str | None = None,
         settings: ThreadSettings | None = None,
         title: str = NEW_TITLE,
+        *,
+        server: str | None = None,
     ) -> ThreadRecord:
-        """A thread with ``model`` (else the picked one, else the first LLM), with ``settings``
-        (else the open thread's), opened."""
-        model = model or self.settings_bar.current_model() or ""
-        if not model:
-            model = next((m.key for m in self._models() if m.type == "llm"), "")
+        """A thread on ``server`` (else ``current_server()``) with ``model`` (else the one
+        picked for the open thread when it is on that server, else the server's first loaded
+        LLM or LLM), with ``settings`` (else the open thread's), opened."""
+        server = server or self._current_server() or next((u for u, _ in self._servers()), "")
+        if not server:
+            raise ValueError("lmgui watches no server: turn one on in Settings first.")
+        if not model and self.session is not None and self.session.record.server == server:
+            model = self.settings_bar.current_model()
+        model = model or default_pick(self._models_for(server)) or ""
         base = settings or (self.session.settings if self.session else ThreadSettings())
-        record = await self.store.create_thread(title, self._server_url(), model, base.to_dict())
+        record = await self.store.create_thread(title, server, model, base.to_dict())
         await self.open_thread(record.id)
         await self.refresh_threads()
         self.composer.focus()
@@ -212,13 +243,21 @@ class ChatPane(QWidget):
             self.status.emit("An answer is still streaming; stop it first (Esc).")
             return
         record = await self.store.thread(thread_id)
+
+        # Both read the session's record when called: the thread's server, even after a move.
+        def client() -> LMStudioClient | None:
+            return self._client_for(session.record.server)
+
+        def used(instance_id: str) -> None:
+            self._on_used(session.record.server, instance_id)
+
+        def busy_changed(_busy: bool) -> None:
+            # Sending fixes the thread's server: its answers will live there.
+            if self.session is session:
+                self.settings_bar.set_movable(session.movable)
+
         session = ChatSession(
-            self.store,
-            self._client,
-            record,
-            on_used=self._on_used,
-            report=self.status.emit,
-            parent=self,
+            self.store, client, record, on_used=used, report=self.status.emit, parent=self
         )
         session.turn_started.connect(self._on_session_turn_started)
         session.delta.connect(self._on_session_delta)
@@ -227,11 +266,14 @@ class ChatPane(QWidget):
         session.turn_finished.connect(self._on_session_turn_finished)
         session.continuation_lost.connect(self._on_session_continuation_lost)
         session.busy_changed.connect(self.composer.set_busy)
+        session.busy_changed.connect(busy_changed)
         old, self.session = self.session, session
         if old is not None:
             old.deleteLater()
         self.lost_bar.hide()
-        self.settings_bar.show_settings(session.settings, record.model)
+        self.settings_bar.show_settings(
+            session.settings, record.model, record.server, movable=session.movable
+        )
         await self.render_branch()
         self._enable_thread_controls()
 
@@ -276,6 +318,31 @@ class ChatPane(QWidget):
         self.composer.set_thread_open(has)
 
     # ------------------------------------------------------------------ settings
+
+    def _on_settings_bar_server_picked(self, server: str) -> None:
+        self.spawn(self.move_thread(server), "Moving the thread to another server")
+
+    async def move_thread(self, server: str) -> None:
+        """The open thread talks to ``server`` from now on: only before its first turn. Its
+        model stays when that server has it, else the server's first is picked."""
+        session = self.session
+        if session is None or server == session.record.server:
+            return
+        model = session.record.model
+        models = self._models_for(server)
+        if find_model(models, model) is None:
+            model = default_pick(models) or model
+        try:
+            await session.move_to(server, model)
+        except ValueError as exc:
+            self.status.emit(str(exc))
+        finally:
+            if self.session is session:
+                record = session.record
+                self.settings_bar.show_settings(
+                    session.settings, record.model, record.server, movable=session.movable
+                )
+        await self.refresh_threads()
 
     async def _save_settings(self) -> None:
         if self.session is not None:
@@ -352,7 +419,9 @@ class ChatPane(QWidget):
             return
         record = self.session.record
         settings = await self.session.reseed_settings()
-        await self.new_thread(record.model, settings, continued_title(record.title))
+        await self.new_thread(
+            record.model, settings, continued_title(record.title), server=record.server
+        )
         self.lost_bar.hide()
 
     # ------------------------------------------------------------------ per-turn actions
@@ -389,7 +458,8 @@ class ChatPane(QWidget):
     # ------------------------------------------------------------------ context and export
 
     def _update_context(self, turn: TurnRecord | None) -> None:
-        use = context_use(turn, self._models())
+        server = self.session.record.server if self.session is not None else ""
+        use = context_use(turn, self._models_for(server) if server else [])
         self.composer.context_meter.show_use(use)
         if use.near:
             self.status.emit("The context is nearly full: older turns will soon be cut off.")

@@ -4,6 +4,9 @@ within a few seconds) and Export of the open thread's branch.
 Which thread is open is the pane's business: the list asks ``current()`` and says what the user
 chose (``thread_chosen``, ``new_requested``...). Deleting is two steps: the pane hands the thread
 over with ``hold_for_undo()``, the list hides it and deletes it for good when the undo time ends.
+
+While lmgui watches several servers, each thread shows its server's label on a second, grey line
+(``SERVER_ROLE``); with one server the list looks as it always did.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QPainter, QPalette
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
@@ -25,14 +30,18 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMenu,
     QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from lmgui.api.urls import display_url
 from lmgui.core.chat_store import AsyncChatStore, ExportFormat, ThreadRecord
 
-__all__ = ["UNDO_SECONDS", "ThreadList"]
+__all__ = ["SERVER_ROLE", "UNDO_SECONDS", "ThreadList", "server_label"]
 
 UNDO_SECONDS = 8
 
@@ -44,6 +53,69 @@ EXPORTS: tuple[tuple[str, ExportFormat, bool], ...] = (
     ("JSON…", "json", False),
     ("JSON with reasoning…", "json", True),
 )
+
+
+SERVER_ROLE = Qt.ItemDataRole.UserRole + 1
+"""The label of the thread's server, shown under its title; None while lmgui watches one."""
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+def server_label(servers: list[tuple[str, str]], server: str) -> str | None:
+    """The label shown under a thread's title: its server's, "(not watched now)" after the URL
+    when lmgui no longer watches it; None with one server, the thread's own."""
+    labels = dict(servers)
+    if server in labels:
+        return labels[server] if len(servers) > 1 else None
+    return f"{display_url(server)}  (not watched now)"
+
+
+class _ThreadDelegate(QStyledItemDelegate):
+    """Title, then the server's label in grey below it when the item has one (both drawn as
+    plain text)."""
+
+    def _lines(self, index: Index) -> tuple[str, str | None]:
+        label = index.data(SERVER_ROLE)
+        return str(index.data(Qt.ItemDataRole.DisplayRole) or ""), (str(label) if label else None)
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
+        size = super().sizeHint(option, index)
+        if self._lines(index)[1] is not None:
+            size.setHeight(max(size.height(), 2 * option.fontMetrics.height() + 6))
+        return size
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        title, label = self._lines(index)
+        if label is None:
+            super().paint(painter, option, index)
+            return
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text = ""  # the background, selection and focus only
+        widget = opt.widget
+        style = widget.style() if widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, widget)
+        rect: QRect = opt.rect.adjusted(4, 2, -4, -2)
+        metrics = opt.fontMetrics
+        line = metrics.height()
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
+        palette: QPalette = opt.palette
+        text = palette.color(
+            QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        )
+        grey = palette.color(
+            QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.PlaceholderText
+        )
+        align = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        elide = Qt.TextElideMode.ElideRight
+        painter.save()
+        painter.setPen(text)
+        top = QRect(rect.left(), rect.top(), rect.width(), line)
+        painter.drawText(top, align, metrics.elidedText(title, elide, rect.width()))
+        painter.setPen(grey)
+        bottom = QRect(rect.left(), rect.top() + line, rect.width(), line)
+        painter.drawText(bottom, align, metrics.elidedText(label, elide, rect.width()))
+        painter.restore()
 
 
 def export_name(title: str, fmt: ExportFormat) -> str:
@@ -67,12 +139,15 @@ class ThreadList(QWidget):
         store: AsyncChatStore,
         spawn: Spawn,
         current: Callable[[], ThreadRecord | None],
+        servers: Callable[[], list[tuple[str, str]]],
         parent: QWidget | None = None,
     ) -> None:
+        """``servers()``: (URL, label) of the servers lmgui watches now, in order."""
         super().__init__(parent)
         self.store = store
         self._spawn = spawn
         self._current = current
+        self._servers = servers
         self._pending_delete: int | None = None
         self.export_dialog: QFileDialog | None = None
 
@@ -82,6 +157,7 @@ class ThreadList(QWidget):
         self.search.setClearButtonEnabled(True)
         self.thread_list = QListWidget()
         self.thread_list.setAccessibleName("Threads")
+        self.thread_list.setItemDelegate(_ThreadDelegate(self.thread_list))
         self.new_button = QPushButton("&New")
         self.new_button.setToolTip("Start a new thread (Ctrl+N)")
         self.rename_button = QPushButton("Rena&me")
@@ -142,6 +218,7 @@ class ThreadList(QWidget):
         """The threads matching the search, the open one selected."""
         threads = await self.store.threads(self.search.text().strip())
         current = self._current()
+        servers = self._servers()
         self.thread_list.blockSignals(True)
         self.thread_list.clear()
         for t in threads:
@@ -149,6 +226,10 @@ class ThreadList(QWidget):
                 continue
             item = QListWidgetItem(t.title)  # plain text
             item.setData(Qt.ItemDataRole.UserRole, t.id)
+            label = server_label(servers, t.server)
+            item.setData(SERVER_ROLE, label)
+            if label is not None:
+                item.setData(Qt.ItemDataRole.AccessibleTextRole, f"{t.title}, on {label}")
             item.setToolTip(f"{t.model}\n{t.server}")
             self.thread_list.addItem(item)
             if current is not None and t.id == current.id:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lmgui.api import LMStudioClient
-from lmgui.core.chat import IMAGE_LIMIT_BYTES, ChatSession, ThreadSettings
+from lmgui.core.chat import IMAGE_LIMIT_BYTES, ChatSession, ServerNotWatchedError, ThreadSettings
 from lmgui.core.chat_store import AsyncChatStore, ChatStore
 from lmgui.sim import Simulator
 from tests.conftest import SimFactory
@@ -194,6 +194,45 @@ async def test_a_thread_reopened_later_continues_from_its_stored_id(
     await store.aclose()
     assert chat_bodies(sim)[-1]["previous_response_id"] == first.response_id
     assert done is not None and "before the restart of lmgui" in done.text
+
+
+async def test_a_thread_whose_server_is_not_watched_sends_nothing(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    store = AsyncChatStore(tmp_path / "c.db")
+    try:
+        thread = await store.create_thread("Gone", sim.url, "google/gemma-3-270m")
+        s = ChatSession(store, lambda: None, thread)
+        with pytest.raises(ServerNotWatchedError) as caught:
+            s.send("anyone?")
+        assert str(caught.value) == (
+            f"This thread's server, {sim.url}, is not among the servers lmgui watches: turn it "
+            "on in Settings."
+        )
+        assert not s.busy and await store.turns(thread.id) == []
+    finally:
+        await store.aclose()
+    assert chat_bodies(sim) == []
+
+
+async def test_a_server_switched_off_while_sending_ends_the_turn_with_the_sentence(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    store = AsyncChatStore(tmp_path / "c.db")
+    asked: list[str] = []
+    async with LMStudioClient(sim.url, lms=None) as client:
+
+        def client_now() -> LMStudioClient | None:
+            asked.append("now")  # watched when send() looks, switched off by the request
+            return client if len(asked) == 1 else None
+
+        thread = await store.create_thread("Gone", sim.url, "google/gemma-3-270m")
+        s = ChatSession(store, client_now, thread)
+        done = await s.send("anyone?")
+    await store.aclose()
+    assert done is not None and done.status == "error"
+    assert done.error is not None and done.error.startswith("This thread's server, ")
+    assert chat_bodies(sim) == []
 
 
 CHILD = """

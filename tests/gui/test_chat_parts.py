@@ -19,9 +19,11 @@ from lmgui.api.client import LMStudioClient
 from lmgui.api.records import Instance, Model
 from lmgui.core import images
 from lmgui.core.chat_store import AsyncChatStore
-from lmgui.qtmodels.model_picker import NAME_ROLE, ModelPickerModel
+from lmgui.qtmodels.model_picker import NAME_ROLE, ModelPickerModel, default_pick
 from lmgui.ui import chat_composer
 from lmgui.ui.chat_pane import ChatPane
+from lmgui.ui.chat_settings import ServerEntry, server_entries
+from lmgui.ui.chat_threads import server_label
 from tests.gui.conftest import wait_for
 
 GEMMA = Model(
@@ -35,14 +37,23 @@ EMBED = Model(key="nomic/embed", type="embedding", display_name="Nomic")
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
 
-def no_client() -> LMStudioClient:
+SERVER = "http://s:1"
+
+
+def no_client(url: str) -> LMStudioClient:
     raise AssertionError("these tests send nothing")
 
 
 @contextlib.asynccontextmanager
 async def pane_on(qtbot: QtBot, tmp_path: Path, models: list[Model]) -> AsyncIterator[ChatPane]:
     store = AsyncChatStore(tmp_path / "chats.sqlite3")
-    pane = ChatPane(store, no_client, lambda: "http://s:1", lambda: models)
+    pane = ChatPane(
+        store,
+        no_client,
+        lambda: [(SERVER, "s")],
+        lambda url: models if url == SERVER else [],
+        current_server=lambda: SERVER,
+    )
     qtbot.addWidget(pane)
     said: list[str] = []
     pane.status.connect(said.append)
@@ -71,6 +82,26 @@ def test_the_picker_lists_instances_first_then_llms_that_load_on_first_message(
     assert picker.index(1, 0).data() == "google/gemma-3-270m  (not on the server now)"
     assert picker.row_of("google/gemma-3-270m") == 1 and picker.row_of("nothing") == -1
     qtmodeltester.check(picker)
+
+
+def test_a_new_thread_on_a_server_picks_its_first_loaded_llm_else_its_first_llm() -> None:
+    assert default_pick([QWEN, GEMMA, EMBED]) == "google/gemma-3-270m"
+    assert default_pick([EMBED, QWEN]) == "qwen/qwen3-4b"
+    assert default_pick([EMBED]) is None and default_pick([]) is None
+
+
+def test_servers_are_named_by_their_labels_and_an_unwatched_one_by_its_address() -> None:
+    servers = [("http://a:1", "Desk"), ("http://b:2", "Lab <box>")]
+    assert server_entries(servers, "http://b:2") == [
+        ServerEntry("Desk", "http://a:1"),
+        ServerEntry("Lab <box>", "http://b:2"),
+    ]
+    assert server_entries(servers[:1], "http://u:pw@gone:3")[-1] == ServerEntry(
+        "http://u:***@gone:3  (not watched now)", "http://u:pw@gone:3"
+    )
+    assert server_label(servers, "http://b:2") == "Lab <box>"
+    assert server_label(servers[:1], "http://a:1") is None  # one server: the list as before
+    assert server_label(servers[:1], "http://b:2") == "http://b:2  (not watched now)"
 
 
 async def test_the_picker_keeps_a_threads_model_the_server_no_longer_has(
@@ -165,6 +196,28 @@ async def test_chat_with_opens_a_new_thread_with_that_instance(
         assert record.model == "qwen/qwen3-4b"
         assert pane.settings_bar.model_box.currentData() == "qwen/qwen3-4b"
         assert pane.threads.thread_list.count() == 1
+        assert record.server == SERVER
+        assert pane.settings_bar.server_box.isHidden()  # one server: nothing to choose
+
+
+async def test_with_no_server_watched_a_new_thread_is_refused_in_a_sentence(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    store = AsyncChatStore(tmp_path / "chats.sqlite3")
+    pane = ChatPane(store, no_client, lambda: [], lambda url: [], current_server=lambda: "")
+    qtbot.addWidget(pane)
+    said: list[str] = []
+    pane.status.connect(said.append)
+    try:
+        pane.chat_with()
+        await pane.settle()
+        assert said == [
+            "Starting a new thread failed: lmgui watches no server: turn one on in Settings first."
+        ]
+        assert pane.session is None and await store.threads() == []
+    finally:
+        await pane.aclose()
+        await store.aclose()
 
 
 async def test_a_failure_in_the_panes_work_is_one_sentence_and_nothing_starts_after_close(
