@@ -115,7 +115,7 @@ async def main() -> int:
             # The Snapshots menu after freeing the GPU: Restore is offered.
             app.snapshots.save("evening")
             await app.snapshots.free_gpu()
-            await until(lambda: not app.tray_state().instances)
+            await until(lambda: not app.tray_state().servers[0].instances)
             menu = app.snapshot_menu
             menu.rebuild()
             menu.popup(w.mapToGlobal(w.rect().center()))
@@ -123,7 +123,7 @@ async def main() -> int:
             save(menu, "snapshots-menu.png")
             menu.hide()
             await app.snapshots.restore()
-            await until(lambda: bool(app.tray_state().instances))
+            await until(lambda: bool(app.tray_state().servers[0].instances))
 
             # A branched thread with reasoning, stats and a tool call, in the chat pane.
             w.resize(1500, 900)

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import logging
 import logging.handlers
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 # qasync picks the Qt binding named by QT_API, else the first it finds (toolchain.md).
 os.environ.setdefault("QT_API", "pyside6")
@@ -35,21 +37,25 @@ from lmgui.core.connection import ServerConnection
 from lmgui.core.event_log import EventLog
 from lmgui.core.event_store import EVENTS_FILE, AsyncEventStore
 from lmgui.core.events import Event
+from lmgui.core.fleet import Fleet
 from lmgui.core.format import busy_unload_question
 from lmgui.core.launcher import APP_ID
 from lmgui.core.ledger import InstanceLedger
 from lmgui.core.make_way import MakeWay, MakeWayEvent, MakeWaySettings
+from lmgui.core.messages import state_text
 from lmgui.core.notices import Notice, NotificationPolicy
 from lmgui.core.notify import Notifier
 from lmgui.core.paths import AppPaths, PrivateRotatingFileHandler
-from lmgui.core.poller import Poller, PollStatus
+from lmgui.core.poller import ConnectionState, Poller, PollStatus
+from lmgui.core.profiles import Profile
 from lmgui.core.saved_sets import SavedSetStore
 from lmgui.core.secrets import TokenStore
 from lmgui.core.settings import Settings, SettingsValues
 from lmgui.core.snapshot import Snapshot, SnapshotDiff
+from lmgui.core.snapshot import diff as snapshot_diff
 from lmgui.core.snapshot_actions import SnapshotActions
 from lmgui.core.tasks import TaskSet
-from lmgui.core.tray_state import TrayState, build_tray_state
+from lmgui.core.tray_state import FleetTrayState, build_tray_state
 from lmgui.qtmodels.model_tree import ModelTreeModel
 from lmgui.ui.chat_pane import ChatPane
 from lmgui.ui.icons import app_icon
@@ -58,6 +64,9 @@ from lmgui.ui.settings_dialog import SettingsDialog
 from lmgui.ui.snapshot_menu import SnapshotMenu
 from lmgui.ui.timeline import TimelineDock
 from lmgui.ui.tray import TrayController
+
+if TYPE_CHECKING:
+    from lmgui.sim.demo import DemoServer
 
 __all__ = ["LmguiApp", "run_gui"]
 
@@ -76,10 +85,13 @@ class LmguiApp(QObject):
         server: str | None = None,
         token: str | None = None,
         demo: bool = False,
+        demo_servers: int = 1,
         poll_ms: int | None = None,
         deadlines: Deadlines | None = None,
     ) -> None:
-        """``poll_ms`` replaces every poll interval (tests and benchmarks poll fast);
+        """``server``: watch only this server (remembered as the default one); else the
+        enabled server profiles. ``demo``: ``demo_servers`` simulators instead, for this session.
+        ``poll_ms`` replaces every poll interval (tests and benchmarks poll fast);
         ``deadlines`` the client's (tests meet a stuck server in a second, not in twenty)."""
         super().__init__()
         qt_app = QApplication.instance()
@@ -93,24 +105,48 @@ class LmguiApp(QObject):
         self.settings = Settings(paths.config_dir / "lmgui.ini")
         self.tokens = TokenStore()
         self.sim = None
+        self.demo_servers: list[DemoServer] = []
+        self.session_servers = demo or bool(server)
+        """The servers came from the command line (or the demo): Settings does not store them
+        as profiles."""
         if demo:
-            from lmgui.sim.demo import DEMO_TRAFFIC_PER_MINUTE, start_demo_simulator
+            from lmgui.sim.demo import DEMO_TRAFFIC_PER_MINUTE, start_demo_fleet
 
             rate = DEMO_TRAFFIC_PER_MINUTE if self.settings.demo_traffic else 0.0
-            self.sim = start_demo_simulator(traffic_per_minute=rate)
-            server = self.sim.url
-        url = check_base_url(server or self.settings.server_url)
-        if server and not demo:
+            self.demo_servers = start_demo_fleet(demo_servers, traffic_per_minute=rate)
+            self.sim = self.demo_servers[0].sim
+            profiles = [Profile(d.name, check_base_url(d.url)) for d in self.demo_servers]
+        elif server:
+            url = check_base_url(server)
             self.settings.server_url = url
-        # An explicit token (flag or environment) is used for this session only.
+            profiles = [Profile(display_url(url), url)]
+        else:
+            profiles = self._profiles_of(self.settings.profiles, self.settings.server_url)
+        # An explicit token (flag or environment) is used for this session only, with the first
+        # server (the one the command line named).
         session_token = (token or os.environ.get("LM_API_TOKEN") or "").strip() or None
-        self.conn = self._new_connection(url, session_token)
+        self.fleet = Fleet(
+            paths.state_dir,
+            self.tokens,
+            interval_ms=self.poll_ms or self.settings.poll_interval_ms,
+            deadlines=deadlines,
+            session_tokens={profiles[0].url: session_token} if session_token else None,
+            parent=self,
+        )
+        self.fleet.set_profiles(profiles)
+        self._last_conn = self.fleet.connections()[0][1]
+        self.current_url = self._last_conn.url
+        """The window's current server: the selected row's (the first server at start)."""
         self.tasks = TaskSet("lmgui", self._say)
-        self._switch_lock = asyncio.Lock()
-        self.actions = Actions(lambda: self.conn, parent=self, report=self._say)
-        self.make_way = self._new_make_way(self.conn)
+        self.actions = Actions(
+            self._connection_or_none,
+            parent=self,
+            connections=lambda: [c for _, c in self.fleet.connections()],
+            report=self._say,
+        )
+        self._make_ways: dict[str, MakeWay] = {}
         self.snapshots = SnapshotActions(
-            lambda: self.conn,
+            self._connection,
             lambda conn: SavedSetStore(self.paths.snapshots(conn.url)),
             self.actions,
             parent=self,
@@ -122,28 +158,35 @@ class LmguiApp(QObject):
             self.actions,
             self.settings,
             server_url=lambda: self.server_url,
-            gpus=lambda: self.conn.gpus,
-            hardware=lambda: self.conn.hardware,
-            instance_infos=lambda: self.ledger.infos(),
+            gpus=lambda url: c.gpus if (c := self._connection_or_none(url)) else None,
+            hardware=lambda url: c.hardware if (c := self._connection_or_none(url)) else None,
+            instance_infos=lambda url: (
+                c.ledger.infos() if (c := self._connection_or_none(url)) else {}
+            ),
         )
         # Opened on the store's own thread by the first call: run_gui awaits open() at start.
         self.chat_store = AsyncChatStore(paths.data_dir / "chats.sqlite3")
         self.chat = ChatPane(
             self.chat_store,
-            lambda: self.client,
-            lambda: self.server_url,
-            lambda: list(self.poller.snapshot.models),
-            on_used=lambda instance_id: self.ledger.touch(instance_id),
+            lambda url: c.client if (c := self._connection_or_none(url)) else None,
+            lambda: [(c.url, p.name) for p, c in self.fleet.connections()],
+            lambda url: (
+                list(c.poller.snapshot.models) if (c := self._connection_or_none(url)) else []
+            ),
+            current_server=lambda: self.server_url,
+            on_used=self._on_chat_used,
         )
         # The timeline: recorded whenever lmgui runs, window or tray; its dock reads nothing
         # until first shown, and is added before the chat pane restores the window's layout.
         self.event_log = EventLog(
             AsyncEventStore(paths.data_dir / EVENTS_FILE),
             expected=self.actions.expected,
-            vram=lambda: (self.tree.total_vram(), self.window.dialogs.vram_context().total_bytes),
+            vram=lambda url: (
+                self.tree.total_vram(url),
+                self.window.dialogs.vram_context(url).total_bytes,
+            ),
             parent=self,
         )
-        self.event_log.follow(self.conn)
         self.timeline = TimelineDock(
             self.event_log.store, lambda: self.conn.url, parent=self.window
         )
@@ -167,12 +210,14 @@ class LmguiApp(QObject):
         """The newest recorded event's id per identifier ("" for any): a notification opens
         the timeline there."""
         self._notice_key: str | None = None
+        self._frozen = False
+        self._chat_started = False
         self.window.set_chat_pane(self.chat)
-        self.window.dialogs.pinned = self.snapshots.pinned
-        self.window.pinned = self.snapshots.pinned
+        self.window.dialogs.pinned = lambda url: self.snapshots.pinned(url)
+        self.window.pinned = lambda: self.snapshots.pinned(self.window.selected_server())
         self.window.pin_toggled.connect(self.snapshots.set_pinned)
+        self.window.server_focused.connect(self._on_window_server_focused)
         self.snapshots.changed.connect(self._on_snapshots_changed)
-        self.tree.set_pinned(self.snapshots.pinned())
         self.snapshot_menu = SnapshotMenu(
             self.window, self.snapshots, free_gpu=self.free_gpu, say=self._say
         )
@@ -182,12 +227,16 @@ class LmguiApp(QObject):
         self.closed = asyncio.Event()
         self.first_poll = asyncio.Event()
         self.notifier = Notifier(self.settings.notify, parent=self)
-        self.policy = NotificationPolicy(url)
+        self._policies: dict[str, NotificationPolicy] = {}
         self.autostart = Autostart()
         self.tray = TrayController(self.tray_state, parent=self)
         self.tray_available = TrayController.available()
         self.window.hide_on_close = self.tray_available and self.settings.close_to_tray
-        self._wire_connection(self.conn)
+        self.fleet.problem.connect(lambda _url, sentence: self._say(sentence))
+        self.fleet.snapshot_changed.connect(self._on_fleet_snapshot_changed)
+        self.fleet.status_changed.connect(self._on_fleet_status_changed)
+        self.fleet.poll_finished.connect(self._on_fleet_poll_finished)
+        self._sync_fleet()
         self.window.closing.connect(self.closed.set)
         self.window.quit_requested.connect(self.quit)
         self.window.settings_requested.connect(self.open_settings)
@@ -199,7 +248,7 @@ class LmguiApp(QObject):
         self.actions.unload_finished.connect(self._on_actions_unload_finished)
         self.notifier.notify.connect(self._on_notifier_notify)
         self.tray.toggle_window.connect(self.toggle_window)
-        self.tray.refresh_requested.connect(lambda: self.poller.poke())
+        self.tray.refresh_requested.connect(self._poke_all)
         self.tray.menu_opening.connect(self._on_tray_menu_opening)
         self.tray.unload_requested.connect(self._on_tray_unload_requested)
         self.tray.chat_requested.connect(self._on_tray_chat_requested)
@@ -211,12 +260,49 @@ class LmguiApp(QObject):
         self.tray.timeline_requested.connect(lambda: self.open_timeline())
         self.tray.icon.messageClicked.connect(self._on_tray_message_clicked)
         self.tray.make_way_restore_requested.connect(self._on_tray_make_way_restore_requested)
-        self.tray.restore_requested.connect(lambda: self.snapshots.restore())
-        self.tray.pin_toggled.connect(self.snapshots.set_pinned)
+        self.tray.restore_requested.connect(lambda url: self.snapshots.restore(server=url))
+        self.tray.pin_toggled.connect(
+            lambda url, iid, pinned: self.snapshots.set_pinned(iid, pinned, url)
+        )
         self.snapshots.progress.connect(lambda text: self.window.statusBar().showMessage(text))
         self.snapshots.finished.connect(self._on_snapshots_finished)
 
-    # ------------------------------------------------------------------ the server
+    # ------------------------------------------------------------------ the servers
+
+    @staticmethod
+    def _profiles_of(profiles: Iterable[Profile], fallback_url: str) -> list[Profile]:
+        """The enabled profiles; none: the one default server (as before profiles)."""
+        enabled = [p for p in profiles if p.enabled]
+        if enabled:
+            return enabled
+        url = check_base_url(fallback_url)
+        return [Profile(display_url(url), url)]
+
+    @property
+    def conn(self) -> ServerConnection:
+        """The window's current server's connection (the selected row's)."""
+        conn = self.fleet.connection(self.current_url)
+        if conn is None:  # it was removed: the first server is current now
+            conns = self.fleet.connections()
+            if not conns:  # the fleet is closed (shutting down): the last one, closed too
+                return self._last_conn
+            conn = conns[0][1]
+            self.current_url = conn.url
+        self._last_conn = conn
+        return conn
+
+    def _connection_or_none(self, url: str) -> ServerConnection | None:
+        """``url``'s connection ("": the current server's); None when it is not watched."""
+        return self.conn if not url else self.fleet.connection(url)
+
+    def _connection(self, url: str) -> ServerConnection:
+        conn = self._connection_or_none(url)
+        if conn is None:
+            raise ApiError(f"lmgui no longer watches {display_url(url)}")
+        return conn
+
+    def server_name(self, url: str) -> str:
+        return self.fleet.name(url)
 
     @property
     def client(self) -> LMStudioClient:
@@ -234,85 +320,173 @@ class LmguiApp(QObject):
     def server_url(self) -> str:
         return self.conn.url
 
-    def _new_connection(self, url: str, session_token: str | None) -> ServerConnection:
-        return ServerConnection(
-            url,
-            state_dir=self.paths.state_dir,
-            tokens=self.tokens,
-            session_token=session_token,
-            deadlines=self.deadlines,
-            interval_ms=self.poll_ms or self.settings.poll_interval_ms,
-            parent=self,
-        )
+    @property
+    def make_way(self) -> MakeWay:
+        """The current server's making way (an episode is per server)."""
+        return self._make_way_for(self.conn)
 
-    def _new_make_way(self, conn: ServerConnection) -> MakeWay:
-        return MakeWay(
-            SavedSetStore(self.paths.snapshots(conn.url)),
-            offered=self.settings.make_way_offered,
-            expect=lambda kind, ids: self.actions.expect(kind, ids),
-        )
+    def _make_way_for(self, conn: ServerConnection) -> MakeWay:
+        make_way = self._make_ways.get(conn.url)
+        if make_way is None:
+            url = conn.url
+            make_way = self._make_ways[url] = MakeWay(
+                SavedSetStore(self.paths.snapshots(url)),
+                offered=self.settings.make_way_offered,
+                expect=lambda kind, ids: self.actions.expect(kind, ids, url),
+            )
+        return make_way
 
-    def _wire_connection(self, conn: ServerConnection) -> None:
-        conn.problem.connect(self._say)
-        poller = conn.poller
-        # After the connection's own handler, which read the GPU for this poll.
-        poller.poll_finished.connect(self._on_poller_poll_finished_make_way)
-        poller.snapshot_changed.connect(self._on_poller_snapshot_changed)
-        poller.poll_finished.connect(self.first_poll.set)
-        poller.poll_finished.connect(self.tray.update)
-        poller.status_changed.connect(self._on_poller_status_changed)
+    def _policy(self, url: str) -> NotificationPolicy:
+        policy = self._policies.get(url)
+        if policy is None:
+            policy = self._policies[url] = NotificationPolicy(display_url(url))
+        return policy
+
+    def _sync_fleet(self) -> None:
+        """After the servers changed: the tree's server rows (refilled where needed), the
+        timeline follows each server, the window's current server."""
+        conns = self.fleet.connections()
+        for url in self.tree.set_servers([(c.url, p.name) for p, c in conns]):
+            conn = self.fleet.connection(url)
+            if conn is not None and conn.poller.snapshot.models:
+                self._fill_tree(conn)
+            if conn is not None:
+                self._show_server_state(conn)
+        followed = {c.url for _, c in conns}
+        for url in list(self._policies):
+            if url not in followed:
+                del self._policies[url]
+                self._make_ways.pop(url, None)
+                self.event_log.unfollow(url)
+        for _, conn in conns:
+            if conn.url not in self._policies:
+                self._policy(conn.url)
+                self.event_log.follow(conn)
+                self.tree.set_pinned(self.snapshots.pinned(conn.url), self._tree_key(conn.url))
+        current = self.conn  # the first server when the current one went
+        if self.window.poller is not current.poller:
+            self.window.set_poller(current.poller)
+            self.timeline.refresh()
+        if self._chat_started:  # at start, start_chat lists the threads
+            self.chat.servers_changed()
+        self._update_fleet_line()
+
+    def _tree_key(self, url: str) -> str | None:
+        return url if any(s.url == url for s in self.tree.servers()) else None
+
+    def _fill_tree(self, conn: ServerConnection) -> None:
+        self.tree.apply(snapshot_diff(Snapshot(), conn.poller.snapshot), url=conn.url)
+        self.tree.set_instance_info(conn.ledger.infos(), conn.url)
+        self.tree.set_pinned(self.snapshots.pinned(conn.url), conn.url)
+
+    def set_profiles(self, profiles: list[Profile]) -> None:
+        """Watch exactly the enabled ``profiles`` from now on (Settings applied). What was in
+        flight on a server no longer watched ends with a sentence."""
+        kept = {check_base_url(p.url) for p in profiles if p.enabled}
+        for _, conn in self.fleet.connections():
+            if conn.url not in kept:
+                self.actions.abandon_server(
+                    conn.url, f"lmgui no longer watches {display_url(conn.url)}"
+                )
+        self.fleet.set_profiles(profiles)
+        if self.fleet.started:
+            self._update_poll_interval()
+        self._sync_fleet()
+        self.tray.update()
 
     def switch_server(self, url: str, token: str | None = None) -> asyncio.Task[None]:
-        """Talk to ``url`` from now on (``token``: None leaves the stored one, "" removes it).
-        In-flight loads and unloads on the old server end with a sentence."""
-        return self.tasks.spawn(self._switch_server(url, token), f"Switching to {url}")
+        """Watch only ``url`` from now on (``token``: None leaves the stored one, "" removes
+        it)."""
+        url = check_base_url(url)
+        self.set_profiles([Profile(display_url(url), url)])
+        return self.tasks.spawn(self._set_tokens({url: token}), f"Switching to {url}")
 
-    async def _switch_server(self, url: str, token: str | None) -> None:
-        async with self._switch_lock:  # a second switch waits for the first, never overlaps
-            if url != self.conn.url:
-                old = self.conn
-                await self.actions.abandon(f"lmgui switched to {display_url(url)}")
-                self.conn = self._new_connection(url, None)
-                self.make_way = self._new_make_way(self.conn)  # an episode is per server
-                self.event_log.follow(self.conn)
-                self.timeline.refresh()  # "this server" is the new one
-                self.policy = NotificationPolicy(url)
-                self._wire_connection(self.conn)
-                self.window.set_poller(self.conn.poller)
-                self.tree.clear()  # the server itself changed: the one place a reset is right
-                self.tree.set_pinned(self.snapshots.pinned())  # pins are per server
-                self.chat.models_changed()
-                if old.poller.running:
-                    self.conn.poller.start()
-                self._update_poll_interval()
-                await old.aclose()
-                old.deleteLater()
-            if token is not None:
-                problem = await self.conn.set_token(token)
-                if problem:
-                    self.window.statusBar().showMessage(problem, 20000)
-            self.tray.update()
+    async def _set_tokens(self, tokens: dict[str, str | None]) -> None:
+        """Store each server's new token ("" removes it) and use it from now on."""
+        for url, token in tokens.items():
+            if token is None:
+                continue
+            conn = self.fleet.connection(url)
+            if conn is not None:
+                problem = await conn.set_token(token)
+            elif token:
+                ok = await asyncio.to_thread(self.tokens.set, url, token)
+                problem = None if ok else self.tokens.problem
+            else:
+                await asyncio.to_thread(self.tokens.delete, url)
+                problem = None
+            if problem:
+                self.window.statusBar().showMessage(problem, 20000)
+        self.tray.update()
+
+    def _on_window_server_focused(self, url: str) -> None:
+        conn = self.fleet.connection(url)
+        if conn is None or conn.url == self.current_url:
+            return
+        self.current_url = conn.url
+        self.window.set_poller(conn.poller)
+        self.timeline.refresh()  # "this server" is the selected row's
+        self.tray.update()
+
+    def _poke_all(self) -> None:
+        for _, conn in self.fleet.connections():
+            if conn.poller.running:
+                conn.poller.poke()
+
+    def _update_fleet_line(self) -> None:
+        summary = self.fleet.summary()
+        self.window.set_fleet_line(summary.totals_line if len(summary.servers) > 1 else "")
+
+    def _show_server_state(self, conn: ServerConnection) -> None:
+        """The server's row: its connection state and the VRAM it is counted against."""
+        if not self.tree.fleet:
+            return
+        status = conn.poller.status
+        total = self.window.dialogs.vram_context(conn.url).total_bytes
+        self.tree.set_server_state(
+            conn.url,
+            state_text(status),
+            offline=not status.state.online and status.state is not ConnectionState.CONNECTING,
+            vram_total=total,
+        )
 
     # ------------------------------------------------------------------ tray and background
 
-    def tray_state(self) -> TrayState:
-        return build_tray_state(
-            server=self.server_url,
-            snapshot=self.poller.snapshot,
-            status=self.poller.status,
-            infos=self.ledger.infos(),
-            favourites=self.settings.favourites,
-            recent=self.settings.recent,
-            loading=bool(self.actions.loading),
-            gpus=self.conn.gpus,
+    def tray_state(self) -> FleetTrayState:
+        servers = []
+        for profile, conn in self.fleet.connections():
+            url = conn.url
+            pinned = self.snapshots.pinned(url)
+            saved = self.snapshots.restorable(url)
+            make_way = self._make_ways.get(url)
+            servers.append(
+                build_tray_state(
+                    server=display_url(url),
+                    url=url,
+                    name=profile.name,
+                    snapshot=conn.poller.snapshot,
+                    status=conn.poller.status,
+                    infos=conn.ledger.infos(),
+                    favourites=self.settings.favourites,
+                    recent=self.settings.recent,
+                    loading=bool(self.actions.pending(url)),
+                    gpus=conn.gpus,
+                    paused=not conn.poller.running,
+                    notifications_paused=self.notifier.paused,
+                    window_visible=self.window.isVisible(),
+                    pinned=pinned,
+                    restorable=len(saved.instances) if saved else None,
+                    snapshots_busy=self.snapshots.working,
+                    make_way=make_way.state_sentence() if make_way else None,
+                    make_way_restore=make_way.restore_available if make_way else False,
+                )
+            )
+        return FleetTrayState(
+            servers=servers,
             paused=not self.poller.running,
             notifications_paused=self.notifier.paused,
             window_visible=self.window.isVisible(),
-            pinned=self.snapshots.pinned(),
-            restorable=len(saved.instances) if (saved := self.snapshots.restorable()) else None,
-            snapshots_busy=self.snapshots.working,
-            make_way=self.make_way.state_sentence(),
-            make_way_restore=self.make_way.restore_available,
+            loading=bool(self.actions.loading),
         )
 
     def toggle_window(self) -> None:
@@ -328,10 +502,11 @@ class LmguiApp(QObject):
         self.closed.set()
 
     def set_paused(self, paused: bool) -> None:
-        if paused:
-            self.poller.stop()
-        else:
-            self.poller.start()
+        for _, conn in self.fleet.connections():
+            if paused:
+                conn.poller.stop()
+            else:
+                conn.poller.start()
         self.tray.update()
 
     def _say(self, sentence: str) -> None:
@@ -342,25 +517,30 @@ class LmguiApp(QObject):
         self.notifier.paused = paused
 
     def _on_tray_menu_opening(self) -> None:
-        if self.poller.running:
-            self.poller.poke()
+        self._poke_all()
 
-    def _on_tray_unload_requested(self, instance_ids: list[str]) -> QMessageBox | None:
+    def _on_tray_unload_requested(self, url: str, instance_ids: list[str]) -> QMessageBox | None:
         """Unload from the tray; an instance answering right now is only unloaded when the user
         says so (the tray has no dialog of its own, so the question comes up by itself)."""
+        conn = self._connection_or_none(url)
+        if conn is None:
+            return None
         wanted = set(instance_ids)
         return self._unless_busy(
-            [i for _, i in self.poller.snapshot.instances if i.id in wanted],
-            lambda: self.actions.unload(instance_ids),
+            [i for _, i in conn.poller.snapshot.instances if i.id in wanted],
+            lambda: self.actions.unload(instance_ids, conn.url),
         )
 
-    def free_gpu(self) -> QMessageBox | None:
-        """Save the loaded set as "before freeing" and unload all but the pinned instances,
-        asking first when one of them is answering right now."""
-        pins = self.snapshots.pinned()
+    def free_gpu(self, url: str = "") -> QMessageBox | None:
+        """Save ``url``'s loaded set ("": the current server's) as "before freeing" and unload
+        all but the pinned instances, asking first when one of them is answering right now."""
+        conn = self._connection_or_none(url)
+        if conn is None:
+            return None
+        pins = self.snapshots.pinned(conn.url)
         return self._unless_busy(
-            [i for _, i in self.poller.snapshot.instances if i.id not in pins],
-            self.snapshots.free_gpu,
+            [i for _, i in conn.poller.snapshot.instances if i.id not in pins],
+            lambda: self.snapshots.free_gpu(conn.url),
             title="Free the GPU while answering?",
         )
 
@@ -400,11 +580,10 @@ class LmguiApp(QObject):
             auto_restore=s.make_way_auto_restore,
         )
 
-    def _on_poller_poll_finished_make_way(self) -> None:
-        conn = self.conn
+    def _make_way_tick_for(self, conn: ServerConnection) -> None:
         if conn.nvml is None:
             return  # a server on another machine: its GPU cannot be watched from here
-        self.tasks.spawn(self._make_way_tick(conn, self.make_way), "Making way")
+        self.tasks.spawn(self._make_way_tick(conn, self._make_way_for(conn)), "Making way")
 
     async def _make_way_tick(self, conn: ServerConnection, make_way: MakeWay) -> None:
         events = await make_way.tick(
@@ -416,10 +595,11 @@ class LmguiApp(QObject):
             conn.ledger.infos(),
         )
         for event in events:
-            self._on_make_way_event(event)
+            self._on_make_way_event(event, conn.url)
 
-    def _on_make_way_event(self, event: MakeWayEvent) -> None:
+    def _on_make_way_event(self, event: MakeWayEvent, url: str = "") -> None:
         """Said once by core (and logged there): here it becomes a notification."""
+        url = url or self.server_url
         if event.kind == "offer":
             self.settings.make_way_offered = True
             self.notifier.say(
@@ -435,16 +615,25 @@ class LmguiApp(QObject):
                 "restored": "Models back",
                 "restore_available": "Restore available",
             }.get(event.kind, "Making way")
-            self.notifier.say("make_way", f"{event.kind}:{event.sentence}", title, event.sentence)
+            self.notifier.say(
+                "make_way",
+                f"{url}|{event.kind}:{event.sentence}",
+                self._titled(url, title),
+                event.sentence,
+            )
             self.window.statusBar().showMessage(event.sentence, 20000)
         if event.kind in ("made_way", "restored", "restore_available"):
-            self.event_log.action(event.sentence)
-        if event.kind in ("made_way", "restored"):
-            self.poller.poke()
+            self.event_log.action(event.sentence, url)
+        conn = self.fleet.connection(url)
+        if event.kind in ("made_way", "restored") and conn is not None:
+            conn.poller.poke()
         self.tray.update()
 
-    def _on_tray_make_way_restore_requested(self) -> None:
-        make_way, client = self.make_way, self.client
+    def _on_tray_make_way_restore_requested(self, url: str = "") -> None:
+        conn = self._connection_or_none(url)
+        if conn is None:
+            return
+        make_way, client = self._make_way_for(conn), conn.client
 
         async def restore() -> None:
             try:
@@ -452,29 +641,37 @@ class LmguiApp(QObject):
             except ApiError as exc:
                 self._say(str(exc))
                 return
-            self._on_make_way_event(event)
+            self._on_make_way_event(event, conn.url)
 
         self.tasks.spawn(restore(), "Restoring what making way unloaded")
 
     def _on_snapshots_changed(self) -> None:
-        self.tree.set_pinned(self.snapshots.pinned())
+        for _, conn in self.fleet.connections():
+            self.tree.set_pinned(self.snapshots.pinned(conn.url), self._tree_key(conn.url))
         self.tray.update()
 
     def _on_snapshots_finished(self, sentence: str, ok: bool) -> None:
-        self.event_log.action(sentence)
+        self.event_log.action(sentence, self.server_url)
         self.window.statusBar().showMessage(sentence, 20000)
         self.notifier.say("snapshot", sentence, "lmgui" if ok else "lmgui: not all done", sentence)
         self.tray.update()
 
-    def _on_tray_chat_requested(self, instance_id: str) -> None:
-        self.window.show_chat()
-        self.chat.chat_with(instance_id)
+    def _on_chat_used(self, url: str, instance_id: str) -> None:
+        conn = self.fleet.connection(url)
+        if conn is not None:
+            conn.ledger.touch(instance_id)
 
-    def quick_load(self, model_key: str) -> None:
-        """Load with the settings last used for this model (the tray's Load menu)."""
+    def _on_tray_chat_requested(self, url: str, instance_id: str) -> None:
+        self.window.show_chat()
+        self.chat.chat_with(instance_id, url or None)
+
+    def quick_load(self, url: str, model_key: str = "") -> None:
+        """Load on ``url`` with the settings last used for this model (the tray's Load menu)."""
+        if not model_key:  # called with the key alone
+            url, model_key = "", url
         request = self.settings.load_defaults().get(model_key) or LoadRequest(model_key)
         self.settings.remember_load(request)
-        self.actions.load(request)
+        self.actions.load(dataclasses.replace(request, server=url))
 
     def _update_poll_interval(self) -> None:
         """Visible: the normal rate; hidden: slower; a load in flight: every 0.5 s at least."""
@@ -484,7 +681,7 @@ class LmguiApp(QObject):
             interval = self.poll_ms or self.settings.hidden_poll_interval_ms
         if self.actions.loading:
             interval = min(LOADING_POLL_MS, interval)
-        self.poller.set_interval(interval)
+        self.fleet.set_interval(interval)
 
     def _on_actions_pending_changed(self) -> None:
         self._update_poll_interval()
@@ -527,11 +724,17 @@ class LmguiApp(QObject):
         event_id = self._newest_event.get(key, self._newest_event.get(""))
         QTimer.singleShot(0, lambda: self.open_timeline(event_id))
 
-    def _notify(self, notices: list[Notice]) -> None:
+    def _titled(self, url: str, title: str) -> str:
+        """A notification's title, naming the server when lmgui watches several."""
+        if len(self.fleet.connections()) > 1:
+            return f"{self.server_name(url)}: {title}"
+        return title
+
+    def _notify(self, notices: list[Notice], url: str) -> None:
         if notices:
             self._notice_key = notices[-1].key
         for n in notices:
-            self.notifier.say(n.kind, n.key, n.title, n.body)
+            self.notifier.say(n.kind, f"{url}|{n.key}", self._titled(url, n.title), n.body)
 
     def _on_notifier_notify(self, kind: str, title: str, body: str) -> None:
         if self.tray_available:
@@ -540,40 +743,71 @@ class LmguiApp(QObject):
             self.window.statusBar().showMessage(f"{title}: {body}", 15000)
 
     def _on_actions_load_finished(self, request: LoadRequest, result: LoadResult) -> None:
-        self._notify([self.policy.loaded(request.model_key, result)])
+        url = request.server or self.server_url
+        self._notify([self._policy(url).loaded(request.model_key, result)], url)
 
     def _on_actions_load_failed(self, request: LoadRequest, message: str) -> None:
-        self._notify([self.policy.load_failed(request.model_key, message)])
-        self.event_log.load_failed(request.model_key, message)
+        url = request.server or self.server_url
+        self._notify([self._policy(url).load_failed(request.model_key, message)], url)
+        self.event_log.load_failed(request.model_key, message, url)
 
-    def _on_actions_unload_finished(self, instance_id: str) -> None:
-        self._notify([self.policy.unloaded(instance_id)])
+    def _on_actions_unload_finished(self, instance_id: str, url: str) -> None:
+        self._notify([self._policy(url).unloaded(instance_id)], url)
 
-    def _on_poller_status_changed(self, status: PollStatus) -> None:
-        self._notify(self.policy.status(status))
+    def _on_fleet_status_changed(self, url: str, status: PollStatus) -> None:
+        self._notify(self._policy(url).status(status), url)
+        conn = self.fleet.connection(url)
+        if conn is not None:
+            self._show_server_state(conn)
+        self._update_fleet_line()
         self.tray.update()
 
-    def _on_poller_snapshot_changed(self, diff: SnapshotDiff, snapshot: Snapshot) -> None:
-        first = not self.tree.models()
+    def _on_fleet_poll_finished(self, url: str) -> None:
+        conn = self.fleet.connection(url)
+        if conn is None:
+            return
+        self._make_way_tick_for(conn)
+        self.first_poll.set()
+        self._show_server_state(conn)
+        self._update_fleet_line()
+        self.tray.update()
+
+    def _on_fleet_snapshot_changed(self, url: str, diff: SnapshotDiff, snapshot: Snapshot) -> None:
+        conn = self.fleet.connection(url)
+        if conn is None:
+            return
+        key = self._tree_key(url)
+        first = not self.tree.filled(url) if key is not None else not self.tree.models()
+
+        def expected(kind: str, iid: str, model_key: str) -> bool:
+            return self.actions.expected(kind, iid, model_key, url)
+
         if not first:
-            self._notify(self.policy.vanished(diff, self.actions.expected, self.ledger.infos()))
-            self._notify(self.policy.appeared(diff, self.actions.expected))
-        self.tree.apply(diff, self.actions.expected)
-        self.chat.models_changed()
-        if first:
+            policy = self._policy(url)
+            self._notify(policy.vanished(diff, expected, conn.ledger.infos()), url)
+            self._notify(policy.appeared(diff, expected), url)
+        self.tree.apply(diff, expected, key)
+        self.chat.models_changed(url)
+        if first and not self._frozen:
             # What start-up and the first fill built lives as long as the window: keep it out of
             # the cyclic GC's full passes, which otherwise stall the GUI thread now and then.
+            self._frozen = True
             gc.freeze()
-        self.ledger.sync(snapshot, self.poller.snapshot_asked_at)
-        self.tree.set_instance_info(self.ledger.infos())
+        conn.ledger.sync(snapshot, conn.poller.snapshot_asked_at)
+        self.tree.set_instance_info(conn.ledger.infos(), key)
 
     # ------------------------------------------------------------------ settings
 
     def open_settings(self) -> SettingsDialog:
+        values = self.settings.values(self.server_url, start_on_login=self.autostart.is_enabled())
+        if self.session_servers:  # the servers of this session, not the stored profiles
+            values = dataclasses.replace(
+                values, profiles=tuple(p for p, _ in self.fleet.connections())
+            )
         dialog = SettingsDialog(
-            self.settings.values(self.server_url, start_on_login=self.autostart.is_enabled()),
-            # What the connection already knows: the keyring was read off the GUI thread.
-            has_token=self.client.has_token,
+            values,
+            # What the connections already know: the keyring was read off the GUI thread.
+            has_token=lambda url: c.client.has_token if (c := self.fleet.connection(url)) else None,
             keyring_note=self.tokens.problem,
             tray_available=self.tray_available,
             autostart_supported=self.autostart.supported,
@@ -586,15 +820,21 @@ class LmguiApp(QObject):
         return dialog
 
     def apply_settings(self, values: SettingsValues) -> None:
-        """What the Settings dialog said, applied at once, without a restart."""
-        server_changed = values.server_url != self.server_url
+        """What the Settings dialog said, applied at once, without a restart: the servers
+        watched (each enabled profile), their tokens, and the rest."""
         traffic_changed = values.demo_traffic != self.settings.demo_traffic
-        self.settings.store(values)
+        stored = values
+        if self.session_servers:  # the command line's servers are not stored as profiles
+            stored = dataclasses.replace(values, profiles=())
+        if self.demo_servers:  # nor is a simulator's address the default server
+            stored = dataclasses.replace(stored, server_url=self.settings.server_url)
+        self.settings.store(stored)
         self.window.hide_on_close = self.tray_available and values.close_to_tray
-        if self.sim is not None and traffic_changed:
-            from lmgui.sim.demo import DEMO_TRAFFIC_PER_MINUTE, set_demo_traffic
+        if self.demo_servers and traffic_changed:
+            from lmgui.sim.demo import DEMO_TRAFFIC_PER_MINUTE, set_demo_fleet_traffic
 
-            set_demo_traffic(self.sim, DEMO_TRAFFIC_PER_MINUTE if values.demo_traffic else 0.0)
+            rate = DEMO_TRAFFIC_PER_MINUTE if values.demo_traffic else 0.0
+            set_demo_fleet_traffic(self.demo_servers, rate)
         if values.start_on_login != self.autostart.is_enabled():
             try:
                 if values.start_on_login:
@@ -605,9 +845,13 @@ class LmguiApp(QObject):
                 self.window.statusBar().showMessage(
                     f"Could not change starting on login: {exc}", 20000
                 )
+        self.set_profiles(self._profiles_of(values.profiles, values.server_url))
         self._update_poll_interval()
-        if server_changed or values.token is not None:
-            self.switch_server(values.server_url, values.token)
+        tokens: dict[str, str | None] = {url: token for url, token in values.token_changes}
+        if values.token is not None:
+            tokens.setdefault(check_base_url(values.server_url), values.token)
+        if tokens:
+            self.tasks.spawn(self._set_tokens(tokens), "Storing the tokens")
         self.window.refresh_vram()
 
     # ------------------------------------------------------------------ running
@@ -624,7 +868,7 @@ class LmguiApp(QObject):
                 self.window.showMinimized()  # no tray to start in: never hide to nowhere
         else:
             self.window.show()
-        self.poller.start()
+        self.fleet.start()
         await self.start_chat()
         try:
             if screenshot is not None:
@@ -642,6 +886,7 @@ class LmguiApp(QObject):
 
     async def start_chat(self) -> None:
         """The thread list, the last thread, and a word about answers cut off last time."""
+        self._chat_started = True
         cut = await self.chat_store.recovered()
         if cut:
             self.window.statusBar().showMessage(
@@ -657,17 +902,17 @@ class LmguiApp(QObject):
     async def shutdown(self) -> None:
         self.window.save_layout()
         # Polling stops first: its signals feed the task owners closed below.
-        await self.conn.poller.aclose()
+        await asyncio.gather(*(c.poller.aclose() for _, c in self.fleet.connections()))
         await self.chat.aclose()
         await self.tasks.aclose()
         await self.snapshots.aclose()
         await self.timeline.aclose()
         await self.event_log.aclose()
         await self.actions.aclose()
-        await self.conn.aclose()
+        await self.fleet.aclose()
         await self.chat_store.aclose()
-        if self.sim is not None:
-            self.sim.stop()
+        for demo in self.demo_servers:
+            demo.sim.stop()
         self.window.close()
 
 
@@ -729,6 +974,7 @@ def run_gui(args: argparse.Namespace, paths: AppPaths | None = None) -> int:
                 server=getattr(args, "server", None),
                 token=getattr(args, "token", None),
                 demo=bool(getattr(args, "demo", False)),
+                demo_servers=int(getattr(args, "servers", 1) or 1),
             )
             # The chat history is opened on its own thread; a file it cannot read (one from a
             # newer lmgui) refuses the start here, in the same sentence.

@@ -1,18 +1,19 @@
 """Load and unload as tasks owned in one place: progress, failures, and what lmgui caused.
 
-Dialogs hand over value objects (``LoadRequest``); ``Actions`` runs each on the current server's
-connection in its ``TaskSet``, reports each outcome as a signal with a sentence a user
-understands, ends what is in flight with a sentence when the server is switched or lmgui quits,
-and remembers which instance changes lmgui itself made, so the table marks only the others.
+Dialogs hand over value objects (``LoadRequest``, which names its server); ``Actions`` runs
+each on that server's connection in its ``TaskSet``, reports each outcome as a signal with a
+sentence a user understands, ends what is in flight with a sentence when lmgui quits, and
+remembers which instance changes lmgui itself made, so the table marks only the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -39,33 +40,40 @@ class Actions(QObject):
     """(LoadRequest, LoadResult)"""
     load_failed = Signal(object, str)
     """(LoadRequest, a sentence)"""
-    unload_finished = Signal(str)
-    """instance id, confirmed gone by the next poll"""
-    unload_failed = Signal(str, str)
-    """(instance id, a sentence)"""
-    ttl_expired = Signal(str)
-    """instance id that lmgui unloads because its lmgui-enforced TTL ran out"""
+    unload_finished = Signal(str, str)
+    """(instance id, server URL), confirmed gone by the next poll"""
+    unload_failed = Signal(str, str, str)
+    """(instance id, a sentence, server URL)"""
+    ttl_expired = Signal(str, str)
+    """(instance id, server URL) that lmgui unloads because its lmgui-enforced TTL ran out"""
     pending_changed = Signal()
 
     def __init__(
         self,
-        connection: Callable[[], ServerConnection],
+        connection: Callable[[str], ServerConnection | None],
         parent: QObject | None = None,
         *,
+        connections: Callable[[], Iterable[ServerConnection]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         report: Callable[[str], None] | None = None,
     ) -> None:
-        """``connection()`` is the current server's; ``report`` hears a failure of lmgui's own
-        (not the server's, which the signals carry) as one sentence."""
+        """``connection(url)`` is that server's connection ("" for the window's current
+        server), None when lmgui no longer watches it; ``connections()`` every server watched
+        (lmgui enforces TTLs on each; default: the current one); ``report`` hears a failure of
+        lmgui's own (not the server's, which the signals carry) as one sentence."""
         super().__init__(parent)
         self._connection = connection
+        self._connections = connections or (lambda: [c for c in (connection(""),) if c])
         self._clock = clock
         self.tasks = TaskSet("actions", report)
         self.loading: dict[int, LoadRequest] = {}
         self._load_ids = 0
-        self._expect_added: dict[str, float] = {}
-        self._expect_removed: dict[str, float] = {}
+        self._expect_added: dict[tuple[str, str], float] = {}
+        self._expect_removed: dict[tuple[str, str], float] = {}
+        """By (server URL, instance id): two servers may well have instances of one name."""
         self.unloading: set[str] = set()
+        self._load_tasks: dict[int, asyncio.Task[LoadResult | None]] = {}
+        self._unload_tasks: dict[asyncio.Task[list[str]], tuple[str, list[str]]] = {}
         self._ttl_timer = QTimer(self)
         self._ttl_timer.setInterval(1000)
         self._ttl_timer.timeout.connect(self._on_ttl_timer_timeout)
@@ -73,25 +81,51 @@ class Actions(QObject):
 
     # ------------------------------------------------------------------ what lmgui caused
 
-    def pending(self) -> set[str]:
-        """Model keys with a load in flight."""
-        return {r.model_key for r in self.loading.values()}
+    def pending(self, server: str | None = None) -> set[str]:
+        """Model keys with a load in flight (on ``server``; None: on any)."""
+        return {
+            r.model_key
+            for r in self.loading.values()
+            if server is None or self._url(r.server) == server
+        }
 
-    def expected(self, kind: str, instance_id: str, model_key: str) -> bool:
+    def expected(self, kind: str, instance_id: str, model_key: str, server: str = "") -> bool:
+        """Whether lmgui itself caused this "added" or "removed" ``kind`` on ``server``
+        ("": the current server)."""
         now = self._clock()
+        url = self._url(server)
         if kind == "added":
-            if any(r.model_key == model_key for r in self.loading.values()):
+            if any(
+                r.model_key == model_key and self._url(r.server) == url
+                for r in self.loading.values()
+            ):
                 return True  # the server lists an instance as soon as its load starts
-            return self._expect_added.get(instance_id, 0.0) > now
-        return self._expect_removed.get(instance_id, 0.0) > now
+            return self._expect_added.get((url, instance_id), 0.0) > now
+        return self._expect_removed.get((url, instance_id), 0.0) > now
 
-    def expect(self, kind: str, instance_ids: Sequence[str]) -> None:
-        """lmgui itself is about to add or remove these instances (a restore, freeing the GPU):
-        the tree and the notifications do not report them as another app's."""
+    def expect(self, kind: str, instance_ids: Sequence[str], server: str = "") -> None:
+        """lmgui itself is about to add or remove these instances on ``server`` (a restore,
+        freeing the GPU): the tree and the notifications do not report them as another app's."""
         until = self._clock() + EXPECT_SECONDS
         marks = self._expect_added if kind == "added" else self._expect_removed
+        url = self._url(server)
         for iid in instance_ids:
-            marks[iid] = until
+            marks[(url, iid)] = until
+
+    def _url(self, server: str) -> str:
+        """The normalized URL of ``server`` ("" : the current server's)."""
+        if server:
+            return server
+        conn = self._connection("")
+        return conn.url if conn is not None else ""
+
+    def _conn(self, server: str) -> ServerConnection:
+        """``server``'s connection, or ``ApiError`` with a sentence when lmgui no longer
+        watches it (it was removed or switched off in Settings)."""
+        conn = self._connection(server)
+        if conn is None:
+            raise ApiError(f"lmgui no longer watches {server or 'a server'}")
+        return conn
 
     # ------------------------------------------------------------------ tasks
 
@@ -109,7 +143,32 @@ class Actions(QObject):
                 "may still finish it.",
             )
         for iid in unloads:
-            self.unload_failed.emit(iid, f"Unloading {iid} was not confirmed: {reason}.")
+            self.unload_failed.emit(iid, f"Unloading {iid} was not confirmed: {reason}.", "")
+
+    def abandon_server(self, url: str, reason: str) -> None:
+        """End the loads and unloads in flight on server ``url`` (it is no longer watched),
+        each with a sentence: ``reason`` says why ("lmgui no longer watches …")."""
+        for ticket, request in list(self.loading.items()):
+            if self._url(request.server) != url:
+                continue
+            load = self._load_tasks.pop(ticket, None)
+            if load is not None:
+                load.cancel()
+            self.loading.pop(ticket, None)
+            self.load_failed.emit(
+                request,
+                f"lmgui stopped following the load of {request.model_key}: {reason}; that "
+                "server may still finish it.",
+            )
+        for unload, (server, ids) in list(self._unload_tasks.items()):
+            if server != url:
+                continue
+            unload.cancel()
+            del self._unload_tasks[unload]
+            self.unloading.difference_update(ids)
+            for iid in ids:
+                self.unload_failed.emit(iid, f"Unloading {iid} was not confirmed: {reason}.", url)
+        self.pending_changed.emit()
 
     async def aclose(self) -> None:
         self._ttl_timer.stop()
@@ -123,24 +182,34 @@ class Actions(QObject):
         kwargs = request.client_kwargs()
         del kwargs["ttl"], kwargs["identifier"]  # they cost no memory
         try:
-            client = await self._connection().ready()
+            client = await self._conn(request.server).ready()
             return await client.estimate_load(request.model_key, embedding=embedding, **kwargs)
         except ApiError as exc:
             log.info("no estimate from the server: %s", exc)
             return None
 
     def load(self, request: LoadRequest) -> asyncio.Task[LoadResult | None]:
+        """Load on ``request.server`` ("" : the current server; the request is handed on with
+        that server's URL filled in, so every signal about it names its server)."""
+        conn = self._connection(request.server)
+        if conn is not None and request.server != conn.url:
+            request = dataclasses.replace(request, server=conn.url)
         self._load_ids += 1
         ticket = self._load_ids
         self.loading[ticket] = request
         self.pending_changed.emit()
         self.load_started.emit(request)
-        self._connection().poller.poke()  # the new instance shows at once, as "loading"
-        return self.tasks.spawn(self._load(ticket, request), f"Loading {request.model_key}")
+        if conn is not None:
+            conn.poller.poke()  # the new instance shows at once, as "loading"
+        task = self.tasks.spawn(self._load(ticket, request), f"Loading {request.model_key}")
+        self._load_tasks[ticket] = task
+        task.add_done_callback(lambda _t: self._load_tasks.pop(ticket, None))
+        return task
 
     async def _load(self, ticket: int, req: LoadRequest) -> LoadResult | None:
-        conn = self._connection()
+        conn: ServerConnection | None = None
         try:
+            conn = self._conn(req.server)
             client = await conn.ready()
             result = await client.load(
                 req.model_key,
@@ -159,8 +228,9 @@ class Actions(QObject):
         finally:
             self.loading.pop(ticket, None)
             self.pending_changed.emit()
-            conn.poller.poke()
-        self._expect_added[result.instance_id] = self._clock() + EXPECT_SECONDS
+            if conn is not None:
+                conn.poller.poke()
+        self._expect_added[(conn.url, result.instance_id)] = self._clock() + EXPECT_SECONDS
         ttl = req.ttl_seconds
         conn.ledger.record_load(
             result.instance_id,
@@ -175,27 +245,37 @@ class Actions(QObject):
 
     # ------------------------------------------------------------------ unload
 
-    def unload(self, instance_ids: Sequence[str]) -> asyncio.Task[list[str]]:
-        """Unload these instances; each is confirmed by the next poll, or reported as remaining."""
+    def unload(self, instance_ids: Sequence[str], server: str = "") -> asyncio.Task[list[str]]:
+        """Unload these instances of ``server`` ("": the current one); each is confirmed by the
+        next poll, or reported as remaining."""
         now = self._clock()
+        url = self._url(server)
         for iid in instance_ids:
-            self._expect_removed[iid] = now + EXPECT_SECONDS
+            self._expect_removed[(url, iid)] = now + EXPECT_SECONDS
             self.unloading.add(iid)
         self.pending_changed.emit()
         what = f"Unloading {', '.join(instance_ids)}"
-        return self.tasks.spawn(self._unload(list(instance_ids)), what)
+        task = self.tasks.spawn(self._unload(list(instance_ids), url), what)
+        self._unload_tasks[task] = (url, list(instance_ids))
+        task.add_done_callback(lambda t: self._unload_tasks.pop(t, None))
+        return task
 
-    async def _unload(self, ids: list[str]) -> list[str]:
-        conn = self._connection()
+    async def _unload(self, ids: list[str], url: str) -> list[str]:
         asked: list[str] = []
         try:
+            try:
+                conn = self._conn(url)
+            except ApiError as exc:
+                for iid in ids:
+                    self.unload_failed.emit(iid, f"Unloading {iid} failed: {exc}", url)
+                return []
             client = await conn.ready()
             for iid in ids:
                 try:
                     await client.unload(iid)
                     asked.append(iid)
                 except ApiError as exc:
-                    self.unload_failed.emit(iid, f"Unloading {iid} failed: {exc}")
+                    self.unload_failed.emit(iid, f"Unloading {iid} failed: {exc}", url)
             if not asked:
                 return []
             await self._next_poll(conn)
@@ -203,11 +283,11 @@ class Actions(QObject):
             gone = []
             for iid in asked:
                 if iid in present:
-                    self.unload_failed.emit(iid, still_loaded_sentence([iid]))
+                    self.unload_failed.emit(iid, still_loaded_sentence([iid]), url)
                 else:
                     conn.ledger.forget(iid)
                     gone.append(iid)
-                    self.unload_finished.emit(iid)
+                    self.unload_finished.emit(iid, url)
             return gone
         finally:
             self.unloading.difference_update(ids)
@@ -232,17 +312,17 @@ class Actions(QObject):
     # ------------------------------------------------------------------ TTL that lmgui enforces
 
     def _on_ttl_timer_timeout(self) -> None:
-        conn = self._connection()
-        if not conn.poller.status.state.online:
-            return  # the countdown is not a reason to fire requests at an offline server
-        # The last poll's records: what the server says of each instance (its own TTL, busy,
-        # last use) spares it from lmgui's TTL.
-        polled = (i for _, i in conn.poller.snapshot.instances)
-        expired = [iid for iid in conn.ledger.expired(polled) if iid not in self.unloading]
-        if expired:
-            for iid in expired:
-                self.ttl_expired.emit(iid)
-            self.unload(expired)
+        for conn in self._connections():
+            if not conn.poller.status.state.online:
+                continue  # the countdown is not a reason to fire requests at an offline server
+            # The last poll's records: what the server says of each instance (its own TTL,
+            # busy, last use) spares it from lmgui's TTL.
+            polled = (i for _, i in conn.poller.snapshot.instances)
+            expired = [iid for iid in conn.ledger.expired(polled) if iid not in self.unloading]
+            if expired:
+                for iid in expired:
+                    self.ttl_expired.emit(iid, conn.url)
+                self.unload(expired, conn.url)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

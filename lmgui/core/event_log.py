@@ -1,4 +1,4 @@
-"""The timeline as the app records it: follows one server connection's poller (and lmgui's own
+"""The timeline as the app records it: follows each server connection's poller (and lmgui's own
 actions, told by the app), turns what it sees into events with ``EventRecorder``, and keeps them,
 with a chart sample per poll, in the ``AsyncEventStore`` off the GUI thread. QtCore only.
 
@@ -9,11 +9,13 @@ ids), for the timeline view and the notifications that open it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, SignalInstance
 
 from lmgui.core.connection import ServerConnection
 from lmgui.core.event_store import AsyncEventStore
@@ -27,6 +29,17 @@ __all__ = ["EventLog"]
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class _Followed:
+    """One server the log follows: its connection, its recorder, its last snapshot seen."""
+
+    conn: ServerConnection
+    recorder: EventRecorder
+    seen: Snapshot = field(default_factory=Snapshot)
+    filled: bool = False
+    slots: list[tuple[SignalInstance, Callable[..., None]]] = field(default_factory=list)
+
+
 class EventLog(QObject):
     recorded = Signal(list)
     """list[Event], as kept (with their ids)."""
@@ -35,57 +48,68 @@ class EventLog(QObject):
         self,
         store: AsyncEventStore,
         *,
-        expected: Callable[[str, str, str], bool],
-        vram: Callable[[], tuple[int, int | None]],
+        expected: Callable[[str, str, str, str], bool],
+        vram: Callable[[str], tuple[int, int | None]],
         parent: QObject | None = None,
     ) -> None:
-        """``expected(kind, id, key)``: what lmgui itself caused (``Actions.expected``);
-        ``vram()``: (estimated bytes in use, the total they are counted against or None)."""
+        """``expected(kind, id, key, server)``: what lmgui itself caused (``Actions.expected``);
+        ``vram(server)``: (estimated bytes in use on that server, the total they are counted
+        against or None)."""
         super().__init__(parent)
         self.store = store
         self._expected = expected
         self._vram = vram
         self.tasks = TaskSet("timeline", lambda sentence: log.warning("%s", sentence))
-        self._conn: ServerConnection | None = None
-        self.recorder: EventRecorder | None = None
-        self._seen = Snapshot()
-        self._filled = False
+        self._followed: dict[str, _Followed] = {}
 
-    # ------------------------------------------------------------------ following a server
+    # ------------------------------------------------------------------ following servers
 
     def follow(self, conn: ServerConnection) -> None:
-        """Record ``conn``'s server from now on (the app switched servers, or started)."""
-        if self._conn is not None:
-            poller = self._conn.poller
-            poller.snapshot_changed.disconnect(self._on_poller_snapshot_changed)
-            poller.status_changed.disconnect(self._on_poller_status_changed)
-            poller.poll_finished.disconnect(self._on_poller_poll_finished)
-        self._conn = conn
-        self.recorder = EventRecorder(conn.url)
-        self._seen = Snapshot()
-        self._filled = False
-        conn.poller.snapshot_changed.connect(self._on_poller_snapshot_changed)
-        conn.poller.status_changed.connect(self._on_poller_status_changed)
-        conn.poller.poll_finished.connect(self._on_poller_poll_finished)
+        """Record ``conn``'s server from now on (beside the others followed)."""
+        self.unfollow(conn.url)
+        f = self._followed[conn.url] = _Followed(conn, EventRecorder(conn.url))
+        poller = conn.poller
+        f.slots = [
+            (poller.snapshot_changed, functools.partial(self._on_snapshot_changed, f)),
+            (poller.status_changed, functools.partial(self._on_status_changed, f)),
+            (poller.poll_finished, functools.partial(self._on_poll_finished, f)),
+        ]
+        for signal, slot in f.slots:
+            signal.connect(slot)
 
-    def _on_poller_snapshot_changed(self, diff: SnapshotDiff, snapshot: Snapshot) -> None:
-        before, self._seen = self._seen, snapshot
-        if not self._filled:
-            self._filled = True  # what was loaded before lmgui looked is no event of the day
+    def unfollow(self, url: str) -> None:
+        """Stop recording server ``url`` (it was removed or switched off)."""
+        f = self._followed.pop(url, None)
+        if f is not None:
+            for signal, slot in f.slots:
+                signal.disconnect(slot)
+
+    @property
+    def recorder(self) -> EventRecorder | None:
+        """The first followed server's recorder (one server: its only one)."""
+        return next((f.recorder for f in self._followed.values()), None)
+
+    def _on_snapshot_changed(self, f: _Followed, diff: SnapshotDiff, snapshot: Snapshot) -> None:
+        before, f.seen = f.seen, snapshot
+        if not f.filled:
+            f.filled = True  # what was loaded before lmgui looked is no event of the day
             return
-        if self.recorder is not None and self._conn is not None:
-            infos = self._conn.ledger.infos()
-            self.record(self.recorder.changed(diff, before, self._expected, infos))
+        url = f.conn.url
+        infos = f.conn.ledger.infos()
 
-    def _on_poller_status_changed(self, status: PollStatus) -> None:
-        if self.recorder is not None:
-            self.record(self.recorder.status(status))
+        def expected(kind: str, iid: str, key: str) -> bool:
+            return self._expected(kind, iid, key, url)
 
-    def _on_poller_poll_finished(self) -> None:
-        conn = self._conn
-        if conn is None or not conn.poller.status.state.online:
+        self.record(f.recorder.changed(diff, before, expected, infos))
+
+    def _on_status_changed(self, f: _Followed, status: PollStatus) -> None:
+        self.record(f.recorder.status(status))
+
+    def _on_poll_finished(self, f: _Followed) -> None:
+        conn = f.conn
+        if not conn.poller.status.state.online:
             return
-        estimated, total = self._vram()
+        estimated, total = self._vram(conn.url)
         gpus = conn.gpus
         sample = Sample(
             at=time.time(),
@@ -99,14 +123,21 @@ class EventLog(QObject):
 
     # ------------------------------------------------------------------ what lmgui did
 
-    def load_failed(self, model_key: str, message: str) -> None:
-        if self.recorder is not None:
-            self.record([self.recorder.load_failed(model_key, message)])
+    def _recorder(self, server: str) -> EventRecorder | None:
+        f = self._followed.get(server)
+        return f.recorder if f is not None else self.recorder
 
-    def action(self, sentence: str) -> None:
-        """Something lmgui did on the user's behalf (freed the GPU, restored, made way)."""
-        if self.recorder is not None:
-            self.record([self.recorder.action(sentence)])
+    def load_failed(self, model_key: str, message: str, server: str = "") -> None:
+        recorder = self._recorder(server)
+        if recorder is not None:
+            self.record([recorder.load_failed(model_key, message)])
+
+    def action(self, sentence: str, server: str = "") -> None:
+        """Something lmgui did on the user's behalf (freed the GPU, restored, made way) on
+        ``server`` ("": the first followed)."""
+        recorder = self._recorder(server)
+        if recorder is not None:
+            self.record([recorder.action(sentence)])
 
     # ------------------------------------------------------------------ keeping
 

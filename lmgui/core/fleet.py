@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
 from lmgui.api.errors import InvalidServerUrl
 from lmgui.api.limits import Deadlines
-from lmgui.api.urls import check_base_url
+from lmgui.api.urls import check_base_url, display_url
 from lmgui.core.connection import ServerConnection
 from lmgui.core.fleet_state import FleetSummary, ServerView, fleet_summary
 from lmgui.core.profiles import Profile
@@ -55,9 +56,13 @@ class Fleet(QObject):
         *,
         interval_ms: int = 2000,
         deadlines: Deadlines | None = None,
+        session_tokens: Mapping[str, str] | None = None,
         parent: QObject | None = None,
     ) -> None:
+        """``session_tokens``: by normalized URL, tokens from the command line or the
+        environment, used for this session and never stored."""
         super().__init__(parent)
+        self.session_tokens = dict(session_tokens or {})
         self.state_dir = state_dir
         self.tokens = tokens
         self.interval_ms = interval_ms
@@ -120,6 +125,17 @@ class Fleet(QObject):
         except InvalidServerUrl:
             return None
 
+    def name(self, url: str) -> str:
+        """The server's label: its profile's name, else its URL as shown."""
+        p = self.profile(url)
+        return p.name if p is not None else display_url(url)
+
+    def set_interval(self, interval_ms: int) -> None:
+        """Every server's poll interval from now on (the window shown or hidden, a load)."""
+        self.interval_ms = interval_ms
+        for conn in self._conns.values():
+            conn.poller.set_interval(interval_ms)
+
     def summary(self) -> FleetSummary:
         """The tray's view of the fleet: the worst state, a line per server, the totals."""
         return fleet_summary(
@@ -132,6 +148,7 @@ class Fleet(QObject):
             url,
             state_dir=self.state_dir,
             tokens=self.tokens,
+            session_token=self.session_tokens.get(url),
             deadlines=self.deadlines,
             interval_ms=self.interval_ms,
             parent=self,
@@ -183,11 +200,12 @@ class Fleet(QObject):
         """Wait until the connections being closed are closed."""
         await self._closing.settle()
 
-    async def _close(self, conn: ServerConnection) -> None:
+    async def _close(self, conn: ServerConnection, *, delete: bool = True) -> None:
         try:
             await conn.aclose()
         finally:
-            conn.deleteLater()
+            if delete:  # a server removed; at the end they go with the fleet, their parent
+                conn.deleteLater()
 
     async def aclose(self) -> None:
         """Close every connection (side by side) and wait for those already closing."""
@@ -197,7 +215,9 @@ class Fleet(QObject):
         self._conns.clear()
         self._profiles = {}
         results = await asyncio.gather(
-            *(self._close(c) for c in conns), self._closing.settle(), return_exceptions=True
+            *(self._close(c, delete=False) for c in conns),
+            self._closing.settle(),
+            return_exceptions=True,
         )
         for conn, result in zip(conns, results, strict=False):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):

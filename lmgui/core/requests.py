@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 __all__ = ["LoadRequest"]
@@ -22,6 +22,9 @@ class LoadRequest:
     num_experts: int | None = None
     offload_kv_cache_to_gpu: bool | None = None
     parallel: int | None = None
+    server: str = field(default="")
+    """The server to load on (its normalized URL; "" for the window's current one). Never part
+    of the remembered load settings: a model's settings follow it to any server."""
 
     @property
     def gpu_fraction(self) -> float | None:
@@ -32,11 +35,11 @@ class LoadRequest:
         return float(self.gpu)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None and k != "server"}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoadRequest:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "server"}
         return cls(**known)
 
     def client_kwargs(self) -> dict[str, Any]:

@@ -44,11 +44,13 @@ class SnapshotActions(QObject):
 
     def __init__(
         self,
-        connection: Callable[[], ServerConnection],
+        connection: Callable[[str], ServerConnection],
         store: Callable[[ServerConnection], SavedSetStore],
         actions: Actions,
         parent: QObject | None = None,
     ) -> None:
+        """``connection(url)``: that server's connection ("": the window's current one; an
+        ``ApiError`` when lmgui no longer watches it)."""
         super().__init__(parent)
         self._connection = connection
         self._store = store
@@ -59,16 +61,19 @@ class SnapshotActions(QObject):
 
     @property
     def store(self) -> SavedSetStore:
-        """The current server's store: one object per server, so its read cache lasts."""
-        conn = self._connection()
+        """The current server's store."""
+        return self.store_for(self._connection(""))
+
+    def store_for(self, conn: ServerConnection) -> SavedSetStore:
+        """``conn``'s store: one object per server, so its read cache lasts."""
         store = self._stores.get(conn.url)
         if store is None:
             store = self._stores[conn.url] = self._store(conn)
         return store
 
-    def restorable(self) -> SavedSet | None:
-        """The "before freeing" snapshot while it waits to be restored."""
-        saved = self.store.get(FREEING)
+    def restorable(self, server: str = "") -> SavedSet | None:
+        """The "before freeing" snapshot of ``server`` while it waits to be restored."""
+        saved = self.store_for(self._connection(server)).get(FREEING)
         return saved if saved is not None and saved.instances else None
 
     def names(self) -> list[str]:
@@ -76,12 +81,12 @@ class SnapshotActions(QObject):
 
     # ------------------------------------------------------------------ pins
 
-    def pinned(self) -> set[str]:
-        return self.store.pinned()
+    def pinned(self, server: str = "") -> set[str]:
+        return self.store_for(self._connection(server)).pinned()
 
-    def set_pinned(self, identifier: str, pinned: bool) -> None:
+    def set_pinned(self, identifier: str, pinned: bool, server: str = "") -> None:
         try:
-            self.store.set_pinned(identifier, pinned)
+            self.store_for(self._connection(server)).set_pinned(identifier, pinned)
         except OSError as exc:
             self.finished.emit(f"lmgui cannot keep the pin: {exc.strerror or exc}.", False)
             return
@@ -92,7 +97,7 @@ class SnapshotActions(QObject):
     def save(self, name: str) -> str:
         """Save what the last poll saw as ``name``; the sentence to show. ``ValueError`` for a
         name that cannot be one."""
-        conn = self._connection()
+        conn = self._connection("")
         saved = saved_set_of(name, conn.url, conn.poller.snapshot.models, conn.ledger.infos())
         try:
             self.store.save(saved)
@@ -111,13 +116,13 @@ class SnapshotActions(QObject):
 
     # ------------------------------------------------------------------ free and restore
 
-    def free_gpu(self) -> asyncio.Task[FreeSummary | None]:
-        """Save the loaded set as "before freeing" and unload all but the pinned (the caller has
-        asked about busy instances)."""
-        return self.tasks.spawn(self._run(self._free()), "Freeing the GPU")
+    def free_gpu(self, server: str = "") -> asyncio.Task[FreeSummary | None]:
+        """Save ``server``'s loaded set as "before freeing" and unload all but the pinned (the
+        caller has asked about busy instances)."""
+        return self.tasks.spawn(self._run(self._free(server)), "Freeing the GPU")
 
-    def restore(self, name: str = FREEING) -> asyncio.Task[RestoreSummary | None]:
-        return self.tasks.spawn(self._run(self._restore(name)), f"Restoring {name}")
+    def restore(self, name: str = FREEING, server: str = "") -> asyncio.Task[RestoreSummary | None]:
+        return self.tasks.spawn(self._run(self._restore(name, server)), f"Restoring {name}")
 
     async def _run(self, work: Awaitable[T]) -> T | None:
         self.working = True
@@ -131,13 +136,13 @@ class SnapshotActions(QObject):
             self.working = False
             self.changed.emit()
 
-    async def _free(self) -> FreeSummary | None:
-        conn = self._connection()
-        store = self.store
+    async def _free(self, server: str) -> FreeSummary | None:
+        conn = self._connection(server)
+        store = self.store_for(conn)
         client = await conn.ready()
         loaded = [i.id for _, i in conn.poller.snapshot.instances]
         pins = store.pinned()
-        self._actions.expect("removed", [i for i in loaded if i not in pins])
+        self._actions.expect("removed", [i for i in loaded if i not in pins], conn.url)
         self.progress.emit("Freeing the GPU: saving what is loaded, then unloading it…")
         try:
             summary = await saved_sets.free(client, store, infos=conn.ledger.infos(), keep=pins)
@@ -154,14 +159,15 @@ class SnapshotActions(QObject):
         self.finished.emit(summary.sentence(), not summary.failed)
         return summary
 
-    async def _restore(self, name: str) -> RestoreSummary | None:
-        conn = self._connection()
-        saved = self.store.get(name)
+    async def _restore(self, name: str, server: str) -> RestoreSummary | None:
+        conn = self._connection(server)
+        store = self.store_for(conn)
+        saved = store.get(name)
         if saved is None:
             self.finished.emit(f'There is no snapshot called "{name}".', False)
             return None
         client = await conn.ready()
-        self._actions.expect("added", [i.identifier for i in saved.instances])
+        self._actions.expect("added", [i.identifier for i in saved.instances], conn.url)
 
         def step(n: int, total: int, entry: SavedInstance) -> None:
             self.progress.emit(
@@ -171,7 +177,7 @@ class SnapshotActions(QObject):
 
         summary = await saved_sets.restore(client, saved, on_step=step)
         if name == FREEING and summary.ok:
-            self.store.remove(FREEING)  # restored in full: the tray's Restore has been used
+            store.remove(FREEING)  # restored in full: the tray's Restore has been used
         conn.poller.poke()
         self.finished.emit(summary.sentence(), summary.ok)
         return summary

@@ -1,4 +1,5 @@
-"""The model/instance tree: one row per model, its loaded instances as child rows.
+"""The model/instance tree: one row per model, its loaded instances as child rows; with several
+servers (the fleet), a top-level row per server holds that server's models.
 
 Fed by ``SnapshotDiff``s, never reset on a poll: the keyed diff decides which rows are removed or
 inserted and which cells change, and only those cells are written (a value equal to the one shown
@@ -12,6 +13,12 @@ sort/filter proxy and painting never call back into Python.
 
 Instances that appear or vanish without an action from lmgui are marked for a moment; a vanished
 one stays as a struck-through "ghost" row until the mark expires.
+
+Servers: each is a section with its own rows, pending loads, instance facts and pins, keyed by
+its URL. With one server the model rows are top-level, as they always were; with several, each
+server's row shows its name, its connection state, its instances' VRAM against its own total,
+and holds its models. A server's first fill builds its rows while its server row is out of the
+tree and puts it back in one insert, so filling one server never resets the others' rows.
 """
 
 from __future__ import annotations
@@ -50,7 +57,15 @@ from lmgui.core.messages import quantization_label
 from lmgui.core.snapshot import ModelChange, SnapshotDiff
 from lmgui.core.vram import estimate_loaded, params_billions
 
-__all__ = ["Column", "ModelFilterProxy", "ModelTreeModel", "Role", "RowKind", "model_state"]
+__all__ = [
+    "Column",
+    "ModelFilterProxy",
+    "ModelTreeModel",
+    "Role",
+    "RowKind",
+    "ServerRecord",
+    "model_state",
+]
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 
@@ -108,18 +123,29 @@ TOOLTIPS = {
 class RowKind(IntEnum):
     MODEL = 0
     INSTANCE = 1
+    SERVER = 2
+
+
+@dataclass(frozen=True)
+class ServerRecord:
+    """A server row's record: the server's normalized URL and its label (profile name)."""
+
+    url: str
+    name: str
 
 
 class Role(IntEnum):
     """Roles of a row's first cell (column 0), except SORT, which every cell has."""
 
     RECORD = Qt.ItemDataRole.UserRole + 1
-    """The row's record: a Model, or an Instance."""
+    """The row's record: a Model, an Instance, or a ServerRecord."""
     KIND = Qt.ItemDataRole.UserRole + 2
     SORT = Qt.ItemDataRole.UserRole + 3
     MODEL = Qt.ItemDataRole.UserRole + 4
     """The Model of the row (an instance row's parent model)."""
     MARK = Qt.ItemDataRole.UserRole + 5
+    SERVER = Qt.ItemDataRole.UserRole + 6
+    """The normalized URL of the row's server ("" where the tree was never told servers)."""
 
 
 MARK_SECONDS = 8.0
@@ -135,6 +161,7 @@ _NUMERIC = {
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 _GREY = QBrush(QColor(140, 140, 140))
 _NEW = QBrush(QColor(255, 243, 176))
+_OFFLINE = QBrush(QColor(190, 40, 40))
 # An instance answering right now stands out in its Status cell: bold, and coloured. Mid tones,
 # so they read on light and dark palettes alike.
 _ACTIVE = {
@@ -163,9 +190,30 @@ class _InstanceRow:
 
 
 @dataclass
+class _Section:
+    """One server's part of the tree."""
+
+    url: str
+    name: str
+    order: int
+    items: list[QStandardItem] | None
+    """The server row (several servers); None: its model rows are top-level (one server)."""
+    nodes: dict[str, _Node] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)
+    info: dict[str, InstanceInfo] = field(default_factory=dict)
+    pinned: set[str] = field(default_factory=set)
+    filled: bool = False
+    state: str = "Connecting…"
+    offline: bool = False
+    vram_total: int | None = None
+    """What its instances' VRAM is counted against (measured, budget or its own survey)."""
+
+
+@dataclass
 class _Node:
     model: Model
     items: list[QStandardItem]
+    section: _Section
     instances: dict[str, _InstanceRow] = field(default_factory=dict)
 
     def live(self) -> list[_InstanceRow]:
@@ -220,10 +268,7 @@ class ModelTreeModel(QStandardItemModel):
                 self.setHeaderData(
                     col, Qt.Orientation.Horizontal, TOOLTIPS[col], Qt.ItemDataRole.ToolTipRole
                 )
-        self._nodes: dict[str, _Node] = {}
-        self._pending: set[str] = set()
-        self._info: dict[str, InstanceInfo] = {}
-        self._pinned: set[str] = set()
+        self._sections: dict[str, _Section] = {}
         self._clock = clock
         self._wall = wall
         self._tick = QTimer(self)
@@ -236,7 +281,7 @@ class ModelTreeModel(QStandardItemModel):
     def _model_cells(self, node: _Node) -> Cells:
         m = node.model
         live = node.live()
-        pending = m.key in self._pending
+        pending = m.key in node.section.pending
         vram = sum(r.vram for r in live)
         quant = quantization_label(m.quantization)
         # Without a readable size (or an instance's context) the sum would be a confident wrong
@@ -278,7 +323,14 @@ class ModelTreeModel(QStandardItemModel):
                 Role.SORT: sort.get(col, text.get(col, "")),
             }
             if col == Column.NAME:  # the row's record lives in its first cell
-                roles.update({Role.RECORD: m, Role.MODEL: m, Role.KIND: int(RowKind.MODEL)})
+                roles.update(
+                    {
+                        Role.RECORD: m,
+                        Role.MODEL: m,
+                        Role.KIND: int(RowKind.MODEL),
+                        Role.SERVER: node.section.url,
+                    }
+                )
             if col in tips:
                 roles[Qt.ItemDataRole.ToolTipRole] = tips[col]
             if col in _NUMERIC:
@@ -288,15 +340,16 @@ class ModelTreeModel(QStandardItemModel):
 
     def _instance_cells(self, node: _Node, row: _InstanceRow) -> Cells:
         inst = row.instance
-        info = self._info.get(inst.id)
+        sec = node.section
+        info = sec.info.get(inst.id)
         ttl_left, ttl_text, ttl_tip = self._ttl(inst, info)
         gpu = _gpu_fraction(inst, info)
         readable_gpu = gpu if gpu is not None and 0.0 <= gpu <= 1.0 else None  # NaN: None
         if row.mark:
             state = _mark_text(row.mark)
         else:
-            state = "loading" if inst.id in self._pending else "loaded"
-            if inst.id in self._pinned:
+            state = "loading" if inst.id in sec.pending else "loaded"
+            if inst.id in sec.pinned:
                 state += ", pinned"  # kept when the GPU is freed or room is made
         text = {
             Column.NAME: inst.id,
@@ -366,6 +419,7 @@ class ModelTreeModel(QStandardItemModel):
                         Role.MODEL: node.model,
                         Role.KIND: int(RowKind.INSTANCE),
                         Role.MARK: row.mark,
+                        Role.SERVER: sec.url,
                     }
                 )
             if col in _NUMERIC:
@@ -399,70 +453,226 @@ class ModelTreeModel(QStandardItemModel):
             )
         return left, human_duration(left), None
 
-    def _counts_down(self, row: _InstanceRow) -> bool:
+    def _counts_down(self, node: _Node, row: _InstanceRow) -> bool:
         """Whether the row's TTL cell changes with time alone (so the 1 s tick rewrites it)."""
         inst = row.instance
         if inst.ttl_seconds is not None and inst.last_used is not None:
             return True
-        info = self._info.get(inst.id)
+        info = node.section.info.get(inst.id)
         return info is not None and info.idle_deadline is not None
 
     def _refresh_model_row(self, node: _Node) -> None:
         _write(node.items, self._model_cells(node))
 
+    def _server_cells(self, sec: _Section) -> Cells:
+        live = [r for n in sec.nodes.values() if n.instances for r in n.live()]
+        vram = sum(r.vram for r in live)
+        busy = sum(1 for r in live if r.instance.busy)
+        vram_text = human_bytes(vram) if live else ""
+        if sec.vram_total:
+            vram_text = f"{human_bytes(vram)} of {human_bytes(sec.vram_total)}"
+        loaded = f"{len(live)} loaded" if live else "nothing loaded"
+        text = {
+            Column.NAME: sec.name,
+            Column.TYPE: "server",
+            Column.SIZE: human_count(len(sec.nodes)) + " models" if sec.filled else "",
+            Column.STATE: sec.state,
+            Column.VRAM: vram_text,
+            Column.STATUS: loaded + (f", {busy} busy" if busy else ""),
+        }
+        tip = f"{sec.name}\n{sec.url}\n{sec.state}"
+        bold = QFont()
+        bold.setBold(True)
+        cells: Cells = []
+        for col in Column:
+            roles: dict[int, Any] = {
+                Qt.ItemDataRole.DisplayRole: text.get(col, ""),
+                Role.SORT: sec.order,  # servers keep their order whatever the sort column
+                Qt.ItemDataRole.ToolTipRole: tip,
+                Qt.ItemDataRole.FontRole: bold if col in (Column.NAME, Column.STATE) else None,
+                Qt.ItemDataRole.ForegroundRole: _OFFLINE
+                if sec.offline and col == Column.STATE
+                else None,
+            }
+            if col == Column.NAME:
+                roles.update(
+                    {
+                        Role.RECORD: ServerRecord(sec.url, sec.name),
+                        Role.KIND: int(RowKind.SERVER),
+                        Role.SERVER: sec.url,
+                    }
+                )
+            if col in _NUMERIC:
+                roles[Qt.ItemDataRole.TextAlignmentRole] = _RIGHT
+            cells.append(roles)
+        return cells
+
+    def _refresh_server_row(self, sec: _Section) -> None:
+        if sec.items is not None:
+            _write(sec.items, self._server_cells(sec))
+
     def _refresh_instance_row(self, node: _Node, row: _InstanceRow) -> None:
         _write(row.items, self._instance_cells(node, row))
 
-    # ------------------------------------------------------------------ updates
+    # ------------------------------------------------------------------ servers
 
-    def apply(self, d: SnapshotDiff, expected: Expected | None = None) -> None:
-        """Apply one poll's diff: row removes and inserts, and the changed cells only."""
-        if not self._nodes:
-            self._fill(d.added)  # the first fill is the baseline: nothing "appeared"
-            return
-        check = expected or _never
-        now = self._clock()
-        for key in d.removed:
-            node = self._nodes.pop(key, None)
-            if node is not None:
-                self.removeRow(node.items[0].row())
-        for change in d.changed:
-            self._apply_change(change, check, now)
-        for m in d.added:
-            node = self._new_node(m, check, now)
-            self.appendRow(node.items)
-        self._arm_tick()
+    @property
+    def fleet(self) -> bool:
+        """Several servers: each has a server row holding its models."""
+        return len(self._sections) > 1
 
-    def _fill(self, models: Iterable[Model]) -> None:
-        """The first rows (or those of a new server): one reset, not thousands of inserts."""
+    def servers(self) -> list[ServerRecord]:
+        return [ServerRecord(s.url, s.name) for s in self._sections.values()]
+
+    def set_servers(self, servers: list[tuple[str, str]]) -> list[str]:
+        """Show these servers ((normalized URL, label), in order). Returns the URLs whose rows
+        must be filled again (``apply`` a diff from an empty snapshot): new servers, or all when
+        the tree changed between one server and several (one reset, a change of servers)."""
+        urls = [u for u, _ in servers]
+        names = dict(servers)
+        if urls == list(self._sections):
+            for sec in self._sections.values():
+                if sec.name != names[sec.url]:
+                    sec.name = names[sec.url]
+                    self._refresh_server_row(sec)
+            return []
+        fleet = len(urls) > 1
+        same_kept = [u for u in self._sections if u in names] == [
+            u for u in urls if u in self._sections
+        ]
+        if fleet and self.fleet and same_kept:
+            for url in [u for u in self._sections if u not in names]:
+                gone = self._sections.pop(url)
+                assert gone.items is not None
+                self.removeRow(gone.items[0].row())
+            added: list[str] = []
+            for order, url in enumerate(urls):
+                kept = self._sections.get(url)
+                if kept is None:
+                    new = self._sections[url] = _Section(url, names[url], order, _new_items())
+                    self._refresh_server_row(new)
+                    self.appendRow(new.items or [])
+                    added.append(url)
+                else:
+                    kept.order, kept.name = order, names[url]
+                    self._refresh_server_row(kept)
+            self._sections = {u: self._sections[u] for u in urls}
+            return added
         self.beginResetModel()
         blocked = self.blockSignals(True)
         try:
-            for m in models:
-                self.appendRow(self._new_node(m, _always, 0.0).items)
+            self.removeRows(0, self.rowCount())
+            self._sections = {}
+            for order, url in enumerate(urls):
+                sec = _Section(url, names[url], order, _new_items() if fleet else None)
+                self._sections[url] = sec
+                if sec.items is not None:
+                    self._refresh_server_row(sec)
+                    self.appendRow(sec.items)
         finally:
             self.blockSignals(blocked)
         self.endResetModel()
         self._arm_tick()
+        return urls
 
-    def _new_node(self, m: Model, expected: Expected, now: float) -> _Node:
-        node = _Node(m, _new_items())
-        self._nodes[m.key] = node
+    def set_server_state(
+        self, url: str, state: str, *, offline: bool, vram_total: int | None = None
+    ) -> None:
+        """A server's connection state (its row's State cell) and the VRAM it is counted
+        against. With one server, offline dims the whole table instead."""
+        sec = self._sections.get(url)
+        if sec is None:
+            return
+        sec.state, sec.offline, sec.vram_total = state, offline, vram_total
+        self._refresh_server_row(sec)
+
+    def _section(self, url: str | None) -> _Section | None:
+        """``url``'s section; None: the first (one made when the tree was never told servers)."""
+        if url is not None:
+            return self._sections.get(url)
+        if not self._sections:
+            self._sections[""] = _Section("", "", 0, None)
+        return next(iter(self._sections.values()))
+
+    def _parent_item(self, sec: _Section) -> QStandardItem:
+        return sec.items[0] if sec.items is not None else self.invisibleRootItem()
+
+    def _nodes(self) -> Iterable[_Node]:
+        for sec in self._sections.values():
+            yield from sec.nodes.values()
+
+    # ------------------------------------------------------------------ updates
+
+    def apply(
+        self, d: SnapshotDiff, expected: Expected | None = None, url: str | None = None
+    ) -> None:
+        """Apply one poll's diff of server ``url`` (None: the only one): row removes and
+        inserts, and the changed cells only."""
+        sec = self._section(url)
+        if sec is None:
+            return  # a server no longer shown
+        if not sec.filled:
+            self._fill(sec, d.added)  # the first fill is the baseline: nothing "appeared"
+            return
+        check = expected or _never
+        now = self._clock()
+        parent = self._parent_item(sec)
+        for key in d.removed:
+            node = sec.nodes.pop(key, None)
+            if node is not None:
+                parent.removeRow(node.items[0].row())
+        for change in d.changed:
+            self._apply_change(sec, change, check, now)
+        for m in d.added:
+            node = self._new_node(sec, m, check, now)
+            parent.appendRow(node.items)
+        self._refresh_server_row(sec)
+        self._arm_tick()
+
+    def _fill(self, sec: _Section, models: Iterable[Model]) -> None:
+        """A server's first rows: one reset with one server, one insert with several, never
+        thousands of inserts."""
+        sec.filled = True
+        if sec.items is None:
+            self.beginResetModel()
+            blocked = self.blockSignals(True)
+            try:
+                for m in models:
+                    self.appendRow(self._new_node(sec, m, _always, 0.0).items)
+            finally:
+                self.blockSignals(blocked)
+            self.endResetModel()
+        else:
+            row = sec.items[0].row()
+            taken = self.takeRow(row)  # out of the tree: building its rows tells no one
+            for m in models:
+                taken[0].appendRow(self._new_node(sec, m, _always, 0.0).items)
+            self._refresh_server_row(sec)
+            self.insertRow(row, taken)
+        self._arm_tick()
+
+    def _new_node(self, sec: _Section, m: Model, expected: Expected, now: float) -> _Node:
+        node = _Node(m, _new_items(), sec)
+        sec.nodes[m.key] = node
         for inst in m.instances:
             mark = None if expected("added", inst.id, m.key) else "appeared"
-            row = self._instance_row(m, inst, mark, now)
+            row = self._instance_row(node, inst, mark, now)
             node.instances[inst.id] = row
             self._refresh_instance_row(node, row)
             node.items[0].appendRow(row.items)
         self._refresh_model_row(node)
         return node
 
-    def _instance_row(self, m: Model, inst: Instance, mark: str | None, now: float) -> _InstanceRow:
+    def _instance_row(
+        self, node: _Node, inst: Instance, mark: str | None, now: float
+    ) -> _InstanceRow:
         until = now + MARK_SECONDS if mark else 0.0
-        return _InstanceRow(inst, _new_items(), self._estimate(m, inst), mark, until)
+        return _InstanceRow(inst, _new_items(), self._estimate(node, inst), mark, until)
 
-    def _apply_change(self, change: ModelChange, expected: Expected, now: float) -> None:
-        node = self._nodes[change.model.key]
+    def _apply_change(
+        self, sec: _Section, change: ModelChange, expected: Expected, now: float
+    ) -> None:
+        node = sec.nodes[change.model.key]
         node.model = change.model
         parent = node.items[0]
         for iid in change.instances_removed:
@@ -481,79 +691,93 @@ class ModelTreeModel(QStandardItemModel):
             if old is not None:  # it came back while still shown as vanished
                 old.instance, old.mark = inst, mark
                 old.mark_until = now + MARK_SECONDS if mark else 0.0
-                old.vram = self._estimate(change.model, inst)
+                old.vram = self._estimate(node, inst)
                 self._refresh_instance_row(node, old)
                 continue
-            row = self._instance_row(change.model, inst, mark, now)
+            row = self._instance_row(node, inst, mark, now)
             node.instances[inst.id] = row
             self._refresh_instance_row(node, row)
             parent.appendRow(row.items)
         for inst in change.instances_changed:
             row = node.instances[inst.id]
             row.instance = inst
-            row.vram = self._estimate(change.model, inst)
+            row.vram = self._estimate(node, inst)
             self._refresh_instance_row(node, row)
         if change.fields & {"size_bytes", "malformed"}:  # an instance's VRAM cell shows both
             for row in node.instances.values():
-                row.vram = self._estimate(change.model, row.instance)
+                row.vram = self._estimate(node, row.instance)
                 self._refresh_instance_row(node, row)
         self._refresh_model_row(node)
 
-    def _estimate(self, model: Model, inst: Instance) -> int:
-        fraction = _gpu_fraction(inst, self._info.get(inst.id))
+    def _estimate(self, node: _Node, inst: Instance) -> int:
+        fraction = _gpu_fraction(inst, node.section.info.get(inst.id))
         if fraction is None or not 0.0 <= fraction <= 1.0:  # unknown (or "?"): full offload
             fraction = 1.0
         # None (unreadable size or context) shows as "?" through the row's malformed fields.
-        return estimate_loaded(model, inst, fraction) or 0
+        return estimate_loaded(node.model, inst, fraction) or 0
 
     def clear(self) -> None:
-        """Forget every row: only for a change of server, never for a poll."""
+        """Forget every row (the servers stay): only for a change of server, never for a poll."""
         self.beginResetModel()
         blocked = self.blockSignals(True)
         try:
-            self.removeRows(0, self.rowCount())
+            for sec in self._sections.values():
+                self._parent_item(sec).removeRows(0, len(sec.nodes))
+                sec.nodes.clear()
+                sec.info.clear()
+                sec.filled = False
         finally:
             self.blockSignals(blocked)
-        self._nodes.clear()
-        self._info.clear()
         self.endResetModel()
 
-    def set_pending(self, keys_and_ids: Iterable[str]) -> None:
-        """Model keys and instance ids with a load in flight (shown as "loading")."""
+    def set_pending(self, keys_and_ids: Iterable[str], url: str | None = None) -> None:
+        """Model keys and instance ids with a load in flight on ``url`` (shown as "loading")."""
+        sec = self._section(url)
+        if sec is None:
+            return
         new = set(keys_and_ids)
-        touched = new ^ self._pending
-        self._pending = new
-        for node in self._nodes.values():
+        touched = new ^ sec.pending
+        sec.pending = new
+        for node in sec.nodes.values():
             if node.model.key in touched or touched & node.instances.keys():
                 self._refresh_model_row(node)
                 for row in node.instances.values():
                     self._refresh_instance_row(node, row)
 
-    def set_instance_info(self, info: dict[str, InstanceInfo]) -> None:
+    def set_instance_info(self, info: dict[str, InstanceInfo], url: str | None = None) -> None:
         """Per-instance facts the server does not list (GPU offload, TTL deadline)."""
-        changed = {k for k in info.keys() | self._info.keys() if info.get(k) != self._info.get(k)}
-        self._info = dict(info)
+        sec = self._section(url)
+        if sec is None:
+            return
+        changed = {k for k in info.keys() | sec.info.keys() if info.get(k) != sec.info.get(k)}
+        sec.info = dict(info)
         if changed:
-            for node in self._nodes.values():
+            for node in sec.nodes.values():
                 hit = changed & node.instances.keys()
                 for iid in hit:
                     row = node.instances[iid]
-                    row.vram = self._estimate(node.model, row.instance)
+                    row.vram = self._estimate(node, row.instance)
                     self._refresh_instance_row(node, row)
                 if hit:
                     self._refresh_model_row(node)
+            self._refresh_server_row(sec)
         self._arm_tick()
 
-    def set_pinned(self, pinned: set[str]) -> None:
+    def set_pinned(self, pinned: set[str], url: str | None = None) -> None:
         """The instances the user pinned (kept when the GPU is freed or room is made)."""
-        changed = pinned ^ self._pinned
-        self._pinned = set(pinned)
-        for node in self._nodes.values():
+        sec = self._section(url)
+        if sec is None:
+            return
+        changed = pinned ^ sec.pinned
+        sec.pinned = set(pinned)
+        for node in sec.nodes.values():
             for iid in changed & node.instances.keys():
                 self._refresh_instance_row(node, node.instances[iid])
 
     def set_dimmed(self, dimmed: bool) -> None:
-        """The server is offline: the last known state stays, greyed by the view."""
+        """The one server is offline: the last known state stays, greyed by the view. (With
+        several, each server's row says its state instead: ``set_server_state``.)"""
+        dimmed = dimmed and not self.fleet
         if dimmed != self.dimmed:
             self.dimmed = dimmed
             self.dimmed_changed.emit(dimmed)
@@ -562,8 +786,9 @@ class ModelTreeModel(QStandardItemModel):
 
     def _arm_tick(self) -> None:
         needed = any(
-            r.mark or self._counts_down(r)
-            for n in self._nodes.values()
+            r.mark or self._counts_down(n, r)
+            for n in self._nodes()
+            if n.instances
             for r in n.instances.values()
         )
         if needed and not self._tick.isActive():
@@ -575,48 +800,77 @@ class ModelTreeModel(QStandardItemModel):
         """Once a second between polls: marks expire and countdowns (the server's, computed
         from its last use, and lmgui's) move on. Only a cell whose text changed is written."""
         self.expire_marks()
-        for node in self._nodes.values():
+        for node in self._nodes():
             for row in node.instances.values():
-                if self._counts_down(row):
+                if self._counts_down(node, row):
                     self._refresh_instance_row(node, row)
         self._arm_tick()
 
     def expire_marks(self) -> None:
         """Clear marks whose moment has passed; drop ghost rows."""
         now = self._clock()
-        for node in self._nodes.values():
-            expired = [r for r in node.instances.values() if r.mark and r.mark_until <= now]
-            for row in expired:
-                if row.ghost:
-                    del node.instances[row.instance.id]
-                    node.items[0].removeRow(row.items[0].row())
-                else:
-                    row.mark = None
-                    self._refresh_instance_row(node, row)
-            if expired:
-                self._refresh_model_row(node)
+        for sec in self._sections.values():
+            any_expired = False
+            for node in sec.nodes.values():
+                expired = [r for r in node.instances.values() if r.mark and r.mark_until <= now]
+                for row in expired:
+                    if row.ghost:
+                        del node.instances[row.instance.id]
+                        node.items[0].removeRow(row.items[0].row())
+                    else:
+                        row.mark = None
+                        self._refresh_instance_row(node, row)
+                if expired:
+                    any_expired = True
+                    self._refresh_model_row(node)
+            if any_expired:
+                self._refresh_server_row(sec)
 
     # ------------------------------------------------------------------ queries
 
-    def model_index(self, key: str) -> QModelIndex:
-        node = self._nodes.get(key)
-        return node.items[0].index() if node is not None else QModelIndex()
-
-    def instance_index(self, instance_id: str) -> QModelIndex:
-        for node in self._nodes.values():
-            row = node.instances.get(instance_id)
-            if row is not None:
-                return row.items[0].index()
+    def model_index(self, key: str, url: str | None = None) -> QModelIndex:
+        for sec in self._sections.values():
+            node = sec.nodes.get(key)
+            if node is not None and url in (None, sec.url):
+                return node.items[0].index()
         return QModelIndex()
 
-    def models(self) -> list[Model]:
-        return [n.model for n in self._nodes.values()]
+    def instance_index(self, instance_id: str, url: str | None = None) -> QModelIndex:
+        for sec in self._sections.values():
+            if url not in (None, sec.url):
+                continue
+            for node in sec.nodes.values():
+                row = node.instances.get(instance_id)
+                if row is not None:
+                    return row.items[0].index()
+        return QModelIndex()
 
-    def total_vram(self) -> int:
-        """Estimated VRAM of every live instance."""
+    def server_index(self, url: str) -> QModelIndex:
+        """The server's row (several servers), else an invalid index."""
+        sec = self._sections.get(url)
+        return sec.items[0].index() if sec is not None and sec.items else QModelIndex()
+
+    def models(self, url: str | None = None) -> list[Model]:
+        """The models of server ``url`` (None: of the first server)."""
+        sec = (
+            self._sections.get(url)
+            if url is not None
+            else next(iter(self._sections.values()), None)
+        )
+        return [n.model for n in sec.nodes.values()] if sec is not None else []
+
+    def filled(self, url: str) -> bool:
+        """Whether server ``url``'s rows were filled (its first list arrived)."""
+        sec = self._sections.get(url)
+        return sec is not None and sec.filled
+
+    def total_vram(self, url: str | None = None) -> int:
+        """Estimated VRAM of every live instance (of server ``url``; None: of all)."""
         return sum(
             r.vram
-            for n in self._nodes.values()
+            for sec in self._sections.values()
+            if url is None or sec.url == url
+            for n in sec.nodes.values()
             if n.instances
             for r in n.instances.values()
             if not r.ghost
@@ -732,12 +986,10 @@ class ModelFilterProxy(QSortFilterProxyModel):
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: AnyIndex) -> bool:
-        if source_parent.isValid():
-            return True  # instance rows follow their model row
         src = self.sourceModel()
         m = src.index(source_row, 0, source_parent).data(Role.RECORD)
         if not isinstance(m, Model):
-            return True
+            return True  # server rows always show; instance rows follow their model row
         if self._text and not any(
             self._text in (s or "").casefold() for s in (m.display_name, m.key, m.publisher)
         ):

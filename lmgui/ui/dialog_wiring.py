@@ -2,12 +2,17 @@
 ``Actions``, and routing what ``Actions`` reports back to the open dialogs, the status bar and
 the tree's marks.
 
+Several servers: a load dialog picks its server (the selected row's by default, each listed
+with its free VRAM) and checks the fit against that server's VRAM; an unload goes to the server
+of the instances' rows.
+
 A load dialog stays open while its model loads and shows the progress and the outcome, so the
 dialogs are kept here (by model key) until they close; closing one does not cancel its load.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from enum import Enum
 
@@ -16,6 +21,7 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox
 
 from lmgui.api.records import Instance, LoadResult, Model, ServerEstimate, ServerHardware
 from lmgui.core.actions import Actions, LoadRequest
+from lmgui.core.format import human_bytes
 from lmgui.core.gpu import GpuMemory
 from lmgui.core.instances import InstanceInfo
 from lmgui.core.messages import loaded_sentence, not_applied_sentence
@@ -52,14 +58,16 @@ class DialogWiring(QObject):
         actions: Actions,
         settings: Settings,
         *,
-        gpus: Callable[[], list[GpuMemory] | None],
-        hardware: Callable[[], ServerHardware | None] = lambda: None,
-        instance_infos: Callable[[], dict[str, InstanceInfo]] | None = None,
+        gpus: Callable[[str], list[GpuMemory] | None],
+        hardware: Callable[[str], ServerHardware | None] = lambda url: None,
+        instance_infos: Callable[[str], dict[str, InstanceInfo]] | None = None,
+        server: Callable[[], str] = lambda: "",
     ) -> None:
         """``hardware``: the server's VRAM as LM Studio surveyed it, the fit check's total when
         NVML measured nothing and the user set no budget. ``instance_infos``: the ledger's facts
         per instance (GPU offload, TTL deadline), shown in the tree as soon as a load or unload
-        finishes rather than at the next change."""
+        finishes rather than at the next change. Each takes a server's URL ("": the current
+        one); ``server()`` is the current server (the selected row's)."""
         super().__init__(window)
         self._window = window
         self.tree = tree
@@ -68,7 +76,8 @@ class DialogWiring(QObject):
         self._gpus = gpus
         self._hardware = hardware
         self._instance_infos = instance_infos
-        self.pinned: Callable[[], set[str]] = set
+        self._server = server
+        self.pinned: Callable[[str], set[str]] = lambda url: set()
         """The pinned instances (never offered to make room); the app sets it."""
         self.load_dialogs: list[LoadDialog] = []
         actions.load_started.connect(self._on_actions_load_started)
@@ -85,18 +94,28 @@ class DialogWiring(QObject):
 
     # ------------------------------------------------------------------ VRAM
 
-    def vram_context(self) -> VramContext:
-        """What a load dialog's fit check compares against: measured when NVML read the GPUs,
-        else the estimate against the user's budget, else against the server's own VRAM."""
-        used = self.tree.total_vram()
-        gpus = self._gpus()
+    def _url(self, server: str) -> str:
+        return server or self._server()
+
+    def _tree_url(self, server: str) -> str | None:
+        """The tree's key for ``server`` (None: its only server, when it was never told)."""
+        url = self._url(server)
+        return url if url and any(s.url == url for s in self.tree.servers()) else None
+
+    def vram_context(self, server: str = "") -> VramContext:
+        """What a load dialog's fit check compares against, for ``server`` ("": the current
+        one): measured when NVML read its GPUs, else the estimate against the user's budget,
+        else against the server's own VRAM."""
+        url = self._url(server)
+        used = self.tree.total_vram(self._tree_url(server))
+        gpus = self._gpus(url)
         if gpus:
             total = sum(g.total_bytes for g in gpus)
             return VramContext(total, sum(g.used_bytes for g in gpus), "nvml")
         budget = self.settings.vram_budget_gb
         if budget > 0:
             return VramContext(int(budget * 1e9), used, "budget")
-        hardware = self._hardware()
+        hardware = self._hardware(url)
         if hardware is not None:
             return VramContext(hardware.vram_bytes, used, "server")
         return VramContext(None, used, "none")
@@ -104,46 +123,71 @@ class DialogWiring(QObject):
     def refresh(self) -> None:
         """Fresh server state for every open load dialog (once per poll)."""
         for dialog in self.load_dialogs:
-            dialog.set_vram(self.vram_context())
-            dialog.set_models(self.tree.models())
+            dialog.set_vram(self.vram_context(dialog.server))
+            dialog.set_models(self.tree.models(self._tree_url(dialog.server)))
 
     # ------------------------------------------------------------------ load
 
-    def open_load_dialog(self, model_key: str | None, selected: list[Model]) -> LoadDialog | None:
-        """A load dialog on ``model_key``, else the first selected model, else the first model."""
-        models = self.tree.models()
+    def _server_choices(self) -> list[tuple[str, str]]:
+        """(URL, "name: 12 GB free of 24 GB") for each server that listed its models."""
+        out = []
+        for rec in self.tree.servers():
+            if not rec.url or not self.tree.models(rec.url):
+                continue
+            vram = self.vram_context(rec.url)
+            free = vram.free_bytes
+            label = rec.name
+            if free is not None and vram.total_bytes:
+                label += f": {human_bytes(free)} free of {human_bytes(vram.total_bytes)}"
+            out.append((rec.url, label))
+        return out
+
+    def open_load_dialog(
+        self, model_key: str | None, selected: list[Model], server: str = ""
+    ) -> LoadDialog | None:
+        """A load dialog on ``model_key``, else the first selected model, else the first
+        model, on ``server`` ("": the current one)."""
+        url = self._url(server)
+        models = self.tree.models(self._tree_url(server))
         if not models:
             self._say("No models to load yet: the server has not answered.", 5000)
             return None
         key = model_key or (selected[0].key if selected else models[0].key)
-        llms_first = sorted(models, key=lambda m: (m.type != "llm", m.display_name.casefold()))
         dialog = LoadDialog(
-            llms_first,
+            _llms_first(models),
             key,
-            self.vram_context(),
+            self.vram_context(url),
             defaults=self.settings.load_defaults(),
             parent=self._window,
         )
+        dialog.set_servers(self._server_choices(), url)
+        dialog.server_changed.connect(lambda u, d=dialog: self._on_dialog_server_changed(d, u))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.set_estimator(self._estimate)
-        dialog.set_room_planner(self._plan_room)
         dialog.load_requested.connect(self._on_dialog_load_requested)
         dialog.make_room_requested.connect(self._on_dialog_make_room_requested)
         dialog.use_loaded.connect(self.instance_chosen)
         dialog.finished.connect(lambda _=0, d=dialog: self._forget_dialog(d))
         self.load_dialogs.append(dialog)
+        dialog.set_room_planner(functools.partial(self._plan_room, dialog))
         dialog.show()
         return dialog
 
-    def _plan_room(self, needed: int, free: int) -> RoomPlan:
-        infos = self._instance_infos() if self._instance_infos is not None else {}
-        return plan_room(needed, free, room_candidates(self.tree.models(), infos, self.pinned()))
+    def _on_dialog_server_changed(self, dialog: LoadDialog, url: str) -> None:
+        dialog.set_vram(self.vram_context(url))
+        dialog.set_models(_llms_first(self.tree.models(self._tree_url(url))), replace=True)
+
+    def _plan_room(self, dialog: LoadDialog, needed: int, free: int) -> RoomPlan:
+        url = self._url(dialog.server)
+        infos = self._instance_infos(url) if self._instance_infos is not None else {}
+        models = self.tree.models(self._tree_url(url))
+        return plan_room(needed, free, room_candidates(models, infos, self.pinned(url)))
 
     def _on_dialog_make_room_requested(self, request: LoadRequest, ids: list[str]) -> None:
         """Unload what the dialog proposed, then load once they are confirmed gone."""
         self.settings.remember_load(request)
         self._say(f"Making room for {request.model_key}: unloading {', '.join(ids)}…")
-        unloading = self.actions.unload(ids)
+        unloading = self.actions.unload(ids, request.server)
 
         async def then() -> None:
             gone = await unloading
@@ -151,7 +195,7 @@ class DialogWiring(QObject):
                 self.actions.load(request)
                 return
             left = ", ".join(i for i in ids if i not in gone)
-            for d in self._dialogs_for(request.model_key):
+            for d in self._dialogs_for(request):
                 d.show_failed(f"Could not make room: {left} is still loaded; nothing was loaded.")
 
         self.actions.tasks.spawn(then(), f"Making room for {request.model_key}")
@@ -163,33 +207,38 @@ class DialogWiring(QObject):
         if dialog in self.load_dialogs:
             self.load_dialogs.remove(dialog)
 
-    def _dialogs_for(self, key: str) -> list[LoadDialog]:
-        return [d for d in self.load_dialogs if d.model.key == key]
+    def _dialogs_for(self, request: LoadRequest) -> list[LoadDialog]:
+        url = self._url(request.server)
+        return [
+            d
+            for d in self.load_dialogs
+            if d.model.key == request.model_key and self._url(d.server) == url
+        ]
 
     def _on_dialog_load_requested(self, request: LoadRequest) -> None:
         self.settings.remember_load(request)
         self.actions.load(request)
 
     def _on_actions_load_started(self, request: LoadRequest) -> None:
-        for d in self._dialogs_for(request.model_key):
+        for d in self._dialogs_for(request):
             d.show_started(request)
         self._say(f"Loading {request.model_key}…")
 
     def _on_actions_load_progress(self, request: LoadRequest, fraction: float) -> None:
-        for d in self._dialogs_for(request.model_key):
+        for d in self._dialogs_for(request):
             d.show_progress(fraction)
 
     def _on_actions_load_finished(self, request: LoadRequest, result: LoadResult) -> None:
-        for d in self._dialogs_for(request.model_key):
+        for d in self._dialogs_for(request):
             d.show_finished(result)
         msg = loaded_sentence(request.model_key, result)
         if result.not_applied:
             msg += " " + not_applied_sentence(result, ttl_enforced=True)
         self._say(msg, 15000)
-        self._show_instance_infos()
+        self._show_instance_infos(request.server)
 
     def _on_actions_load_failed(self, request: LoadRequest, message: str) -> None:
-        dialogs = self._dialogs_for(request.model_key)
+        dialogs = self._dialogs_for(request)
         for d in dialogs:
             d.show_failed(message)
         self._say(message, 20000)
@@ -198,28 +247,39 @@ class DialogWiring(QObject):
 
     # ------------------------------------------------------------------ unload
 
-    def unload_everything(self) -> UnloadDialog | None:
-        everything = [i for m in self.tree.models() for i in m.instances]
+    def unload_everything(self, server: str = "") -> UnloadDialog | None:
+        """Every instance on ``server`` ("": the current one)."""
+        url = self._url(server)
+        everything = [i for m in self.tree.models(self._tree_url(url)) for i in m.instances]
         if not everything:
             self._say("Nothing is loaded.", 4000)
             return None
-        return self.unload(everything, UnloadScope.EVERYTHING)
+        return self.unload(everything, UnloadScope.EVERYTHING, url)
 
-    def unload(self, instances: list[Instance], scope: UnloadScope) -> UnloadDialog | None:
-        """Unload ``instances``: at once when the user said not to ask, else through a dialog.
+    def unload(
+        self, instances: list[Instance], scope: UnloadScope, server: str = ""
+    ) -> UnloadDialog | None:
+        """Unload ``instances`` of ``server``: at once when the user said not to ask, else
+        through a dialog.
 
         One answering right now (the server says it is generating, reading a prompt or has
         requests waiting) is always asked about, even with confirmation turned off: unloading
         it cuts an answer off, maybe another client's."""
         chosen = {i.id for i in instances}
         busy = any(i.busy for i in instances)
+        url = self._url(server)
         if not self.settings.confirm_unload and not busy:
-            self.actions.unload(sorted(chosen))
+            self.actions.unload(sorted(chosen), url)
             return None
         if scope is UnloadScope.SELECTED:
             # The model's other instances are offered too, unticked: the user may want them gone.
             model_keys = {i.model_key for i in instances}
-            offered = [i for m in self.tree.models() if m.key in model_keys for i in m.instances]
+            offered = [
+                i
+                for m in self.tree.models(self._tree_url(url))
+                if m.key in model_keys
+                for i in m.instances
+            ]
         else:
             offered = instances
         dialog = UnloadDialog(
@@ -230,33 +290,41 @@ class DialogWiring(QObject):
             parent=self._window,
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.unload_requested.connect(self._on_dialog_unload_requested)
+        dialog.unload_requested.connect(
+            lambda ids, dont_ask: self._on_dialog_unload_requested(ids, dont_ask, url)
+        )
         dialog.show()
         return dialog
 
-    def _on_dialog_unload_requested(self, ids: list[str], dont_ask: bool) -> None:
+    def _on_dialog_unload_requested(self, ids: list[str], dont_ask: bool, server: str) -> None:
         if dont_ask:
             self.settings.confirm_unload = False
-        self.actions.unload(ids)
+        self.actions.unload(ids, server)
         self._say(f"Unloading {', '.join(ids)}…")
 
-    def _on_actions_unload_finished(self, instance_id: str) -> None:
+    def _on_actions_unload_finished(self, instance_id: str, server: str) -> None:
         self._say(f"Unloaded {instance_id}.", 8000)
-        self._show_instance_infos()
+        self._show_instance_infos(server)
 
-    def _on_actions_unload_failed(self, instance_id: str, message: str) -> None:
+    def _on_actions_unload_failed(self, instance_id: str, message: str, server: str) -> None:
         self._say(message, 20000)
         self._error(message)
 
-    def _on_actions_ttl_expired(self, instance_id: str) -> None:
+    def _on_actions_ttl_expired(self, instance_id: str, server: str) -> None:
         self._say(f"Unloading {instance_id}: idle longer than its TTL (enforced by lmgui).", 10000)
 
-    def _show_instance_infos(self) -> None:
+    def _show_instance_infos(self, server: str) -> None:
         if self._instance_infos is not None:
-            self.tree.set_instance_info(self._instance_infos())
+            url = self._url(server)
+            self.tree.set_instance_info(self._instance_infos(url), self._tree_url(url))
 
     def _on_actions_pending_changed(self) -> None:
-        self.tree.set_pending(self.actions.pending())
+        servers = self.tree.servers()
+        if len(servers) <= 1:
+            self.tree.set_pending(self.actions.pending())
+            return
+        for rec in servers:
+            self.tree.set_pending(self.actions.pending(rec.url), rec.url)
 
     def _error(self, message: str) -> None:
         # Plain text: the message may quote the server, and nothing from a server renders.
@@ -266,3 +334,7 @@ class DialogWiring(QObject):
         box.setTextFormat(Qt.TextFormat.PlainText)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
+
+
+def _llms_first(models: list[Model]) -> list[Model]:
+    return sorted(models, key=lambda m: (m.type != "llm", m.display_name.casefold()))

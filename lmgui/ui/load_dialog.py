@@ -93,6 +93,9 @@ class LoadDialog(QDialog):
     load_requested = Signal(object)
     """LoadRequest"""
     use_loaded = Signal(str)
+    server_changed = Signal(str)
+    """The user picked another server (its URL): the dialog wants that server's models and
+    VRAM (``set_models(..., replace=True)``, ``set_vram``)."""
     make_room_requested = Signal(object, list)
     """(LoadRequest, the instance ids to unload first): "Unload them and load" was pressed."""
     """instance id of the already loaded instance the user chose to use instead"""
@@ -122,6 +125,11 @@ class LoadDialog(QDialog):
         """The request the estimate timer was last started for: polls refresh the dialog
         without changing it, and must not keep pushing the question back."""
 
+        self.server_box = QComboBox()
+        self.server_box.setAccessibleName("Server")
+        self.server_box.setToolTip("The server to load on, with its free VRAM as lmgui sees it")
+        self._server_label = _buddy("&Server:", self.server_box)
+        self._server = ""
         self.model_box = QComboBox()
         self.model_box.setAccessibleName("Model")
         for m in models:
@@ -187,6 +195,9 @@ class LoadDialog(QDialog):
         self.identifier_error = plain_label(colour=ERROR, hidden=True)
 
         form = QFormLayout()
+        form.addRow(self._server_label, self.server_box)
+        self._server_label.hide()
+        self.server_box.hide()  # one server: nothing to pick
         form.addRow("&Model:", self.model_box)
         form.addRow(_buddy("&GPU offload:", self.gpu_mode), gpu_row)
         form.addRow("", self.gpu_error)
@@ -276,6 +287,7 @@ class LoadDialog(QDialog):
         self._tick.timeout.connect(self._on_tick_timeout)
 
         self.model_box.currentIndexChanged.connect(self._on_model_changed)
+        self.server_box.activated.connect(self._on_server_box_activated)
         self.context_presets.activated.connect(self._on_preset_activated)
         self.context.valueChanged.connect(self._on_context_changed)
         for w in (self.gpu_mode, self.ttl_unit):
@@ -329,9 +341,46 @@ class LoadDialog(QDialog):
         self._estimated = self._armed = None
         self._refresh()
 
-    def set_models(self, models: list[Model]) -> None:
-        """Fresh server state (instances come and go while the dialog is open)."""
+    @property
+    def server(self) -> str:
+        """The server the load goes to ("": the window's current one)."""
+        return self._server
+
+    def set_servers(self, servers: list[tuple[str, str]], current: str) -> None:
+        """The servers to pick from ((URL, label with its free VRAM), in order) and the one
+        picked; shown only with more than one."""
+        self._server = current
+        self.server_box.blockSignals(True)
+        self.server_box.clear()
+        for url, label in servers:
+            self.server_box.addItem(label, url)
+        self.server_box.setCurrentIndex(max(0, self.server_box.findData(current)))
+        self.server_box.blockSignals(False)
+        several = len(servers) > 1
+        self.server_box.setVisible(several)
+        self._server_label.setVisible(several)
+
+    def _on_server_box_activated(self, _index: int) -> None:
+        url = str(self.server_box.currentData() or "")
+        if url and url != self._server:
+            self._server = url
+            self._estimated = self._armed = None  # the other server's estimate is not this one's
+            self.server_changed.emit(url)
+
+    def set_models(self, models: list[Model], *, replace: bool = False) -> None:
+        """Fresh server state (instances come and go while the dialog is open); ``replace``:
+        another server's models (the picked model stays picked where that server has it)."""
         self._models = {m.key: m for m in models}
+        if replace and models:
+            key = str(self.model_box.currentData())
+            self.model_box.blockSignals(True)
+            self.model_box.clear()
+            for m in models:
+                self.model_box.addItem(f"{m.display_name}  ({m.key})", m.key)
+            self.model_box.setCurrentIndex(max(0, self.model_box.findData(key)))
+            self.model_box.blockSignals(False)
+            self._on_model_changed()
+            return
         if str(self.model_box.currentData()) in self._models:
             self._refresh_loaded()
             self._refresh()
@@ -593,6 +642,7 @@ class LoadDialog(QDialog):
             num_experts=opt(self.experts) if is_moe(self.model) else None,
             offload_kv_cache_to_gpu=self.kv_gpu.currentData(),
             parallel=opt(self.parallel),
+            server=self._server,
         )
 
     def _on_load_clicked(self) -> None:

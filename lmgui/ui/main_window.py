@@ -1,6 +1,11 @@
 """The main window: every model and its loaded instances, their details, the VRAM bar and the
 connection's status; it keeps its layout and hides to the tray on close.
 
+With several servers, each has a row holding its models; the selected row's server is the
+window's current one (``server_focused``): its status, VRAM bar and the default of the load
+dialog follow it, and every row action goes to the row's own server. The status bar also shows
+the fleet's totals.
+
 It reads state (the tree model, the poller's status) and turns user intents into calls on the
 poller and, through ``DialogWiring``, on ``Actions``; it never talks HTTP itself. Its parts:
 ``WindowActions`` (toolbar, menus, shortcuts), ``VramBar`` and ``DialogWiring`` (load/unload).
@@ -45,7 +50,14 @@ from lmgui.core.instances import InstanceInfo
 from lmgui.core.messages import quantization_label, state_text
 from lmgui.core.poller import ConnectionState, Poller, PollStatus
 from lmgui.core.settings import Settings
-from lmgui.qtmodels.model_tree import Column, ModelFilterProxy, ModelTreeModel, Role, RowKind
+from lmgui.qtmodels.model_tree import (
+    Column,
+    ModelFilterProxy,
+    ModelTreeModel,
+    Role,
+    RowKind,
+    ServerRecord,
+)
 from lmgui.ui.chat_pane import ChatPane
 from lmgui.ui.dialog_wiring import DialogWiring, UnloadScope
 from lmgui.ui.icons import app_icon
@@ -85,8 +97,10 @@ class MainWindow(QMainWindow):
     visibility_changed = Signal(bool)
     quit_requested = Signal()
     settings_requested = Signal()
-    pin_toggled = Signal(str, bool)
-    """(instance id, pinned) from the Pinned action on the selected instance"""
+    pin_toggled = Signal(str, bool, str)
+    """(instance id, pinned, server URL) from the Pinned action on the selected instance"""
+    server_focused = Signal(str)
+    """The selection moved to another server's row (its URL): the window's current server."""
 
     hide_on_close = False
     """Set by the app where a system tray exists and the user wants closing to hide."""
@@ -99,15 +113,16 @@ class MainWindow(QMainWindow):
         settings: Settings,
         *,
         server_url: Callable[[], str],
-        gpus: Callable[[], list[GpuMemory] | None] = lambda: None,
-        hardware: Callable[[], ServerHardware | None] = lambda: None,
-        instance_infos: Callable[[], dict[str, InstanceInfo]] | None = None,
+        gpus: Callable[[str], list[GpuMemory] | None] = lambda url: None,
+        hardware: Callable[[str], ServerHardware | None] = lambda url: None,
+        instance_infos: Callable[[str], dict[str, InstanceInfo]] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         """``gpus`` reads the GPU memory (NVML), once per poll; ``hardware`` gives the server's
         VRAM as LM Studio surveyed it, the budget when the user set none. ``instance_infos``
         gives the ledger's facts per instance (offload, TTL), shown as soon as a load or unload
-        finishes; without it they show at the tree's next change."""
+        finishes; without it they show at the tree's next change. Each takes a server's URL;
+        ``server_url()`` is the current server's."""
         super().__init__(parent)
         self.tree = tree
         self.poller = poller
@@ -115,7 +130,9 @@ class MainWindow(QMainWindow):
         self._server_url = server_url
         self._gpus = gpus
         self._hardware = hardware
-        self.last_gpus: list[GpuMemory] | None = gpus()
+        self._focused = ""
+        """The server of the selected row, once one was selected (several servers)."""
+        self.last_gpus: list[GpuMemory] | None = gpus(server_url())
         """GPU memory as NVML measured it at the last poll (None: no reader, or no GPU).
 
         ``gpus`` is called here and once per poll, never on a paint or a tick. The window's
@@ -199,9 +216,10 @@ class MainWindow(QMainWindow):
             tree,
             actions,
             settings,
-            gpus=lambda: self.last_gpus,
+            gpus=lambda url: self.last_gpus if url == self._server_url() else self._gpus(url),
             hardware=hardware,
             instance_infos=instance_infos,
+            server=server_url,
         )
         self.dialogs.instance_chosen.connect(self.select_instance)
         self._build_status_bar()
@@ -232,7 +250,7 @@ class MainWindow(QMainWindow):
         old.poll_finished.disconnect(self._on_poller_poll_finished)
         self._connect_poller(poller)
         # The old server's GPU reading is not this one's; `gpus` now answers for the new server.
-        self.last_gpus = self._gpus()
+        self.last_gpus = self._gpus(self._server_url())
         self._on_poller_status_changed(poller.status)
         self.refresh_vram()
 
@@ -244,7 +262,12 @@ class MainWindow(QMainWindow):
         self.state_label.setAccessibleName("Connection state")
         self.age_label = QLabel()
         self.age_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.fleet_label = QLabel()
+        self.fleet_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.fleet_label.setAccessibleName("Fleet totals")
+        self.fleet_label.hide()
         bar = self.statusBar()
+        bar.addPermanentWidget(self.fleet_label)
         bar.addPermanentWidget(self.server_label)
         bar.addPermanentWidget(self.state_label)
         bar.addPermanentWidget(self.age_label)
@@ -283,6 +306,7 @@ class MainWindow(QMainWindow):
             return
         rows = self._rows()
         target: str | None = None
+        server = self.selected_server()
         if rows:
             rec = rows[0].data(Role.RECORD)
             if isinstance(rec, Instance):
@@ -291,22 +315,29 @@ class MainWindow(QMainWindow):
                 target = rec.instances[0].id if rec.instances else rec.key
         self.chat_dock.show()
         self.chat_dock.raise_()
-        pane.chat_with(target)
+        pane.chat_with(target, server or None)
 
     # ------------------------------------------------------------------ load and unload
 
     def open_load_dialog(self, model_key: str | None = None) -> LoadDialog | None:
-        return self.dialogs.open_load_dialog(model_key, self.selected_models())
+        return self.dialogs.open_load_dialog(
+            model_key, self.selected_models(), self.selected_server()
+        )
 
     def open_unload_dialog(self) -> UnloadDialog | None:
-        """Unload the selected instances (or those of the selected models)."""
-        instances = self.selected_instances()
-        if not instances:
-            return None
-        return self.dialogs.unload(instances, UnloadScope.SELECTED)
+        """Unload the selected instances (or those of the selected models), on their server
+        (a selection across servers: a dialog per server)."""
+        by_server: dict[str, list[Instance]] = {}
+        for url, inst in self._selected_instances():
+            by_server.setdefault(url, []).append(inst)
+        dialog = None
+        for url, instances in by_server.items():
+            dialog = self.dialogs.unload(instances, UnloadScope.SELECTED, url) or dialog
+        return dialog
 
     def unload_everything(self) -> UnloadDialog | None:
-        return self.dialogs.unload_everything()
+        """Every instance on the current server (the selected row's)."""
+        return self.dialogs.unload_everything(self.selected_server())
 
     # ------------------------------------------------------------------ selection helpers
 
@@ -323,24 +354,43 @@ class MainWindow(QMainWindow):
 
     def selected_instances(self) -> list[Instance]:
         """Selected instance rows, or every instance of the selected model rows."""
-        out: dict[str, Instance] = {}
+        return [inst for _, inst in self._selected_instances()]
+
+    def _selected_instances(self) -> list[tuple[str, Instance]]:
+        """(server URL, instance) of the selected instance rows and of the selected models."""
+        out: dict[tuple[str, str], Instance] = {}
         for idx in self._rows():
             rec = idx.data(Role.RECORD)
+            url = str(idx.data(Role.SERVER) or "")
             if isinstance(rec, Instance) and idx.data(Role.MARK) != "vanished":
-                out[rec.id] = rec
+                out[(url, rec.id)] = rec
             elif isinstance(rec, Model):
-                out.update({i.id: i for i in rec.instances})
-        return list(out.values())
+                out.update({(url, i.id): i for i in rec.instances})
+        return [(url, inst) for (url, _), inst in out.items()]
 
-    def select_instance(self, instance_id: str) -> None:
-        idx = self.proxy.mapFromSource(self.tree.instance_index(instance_id))
+    def selected_server(self) -> str:
+        """The server of the selected row, else the current one ("" when never told)."""
+        rows = self._rows()
+        if rows:
+            return str(rows[0].data(Role.SERVER) or "")
+        return self._focused or self._server_url()
+
+    def select_instance(self, instance_id: str, server: str | None = None) -> None:
+        idx = self.proxy.mapFromSource(self.tree.instance_index(instance_id, server or None))
         if idx.isValid():
             self.view.expand(idx.parent())
             self.view.setCurrentIndex(idx)
 
+    def set_fleet_line(self, text: str) -> None:
+        """The fleet's totals in the status bar ("" hides them: one server)."""
+        self.fleet_label.setText(text)
+        self.fleet_label.setVisible(bool(text))
+
     def _update_selection_actions(self) -> None:
         models = self.selected_models()
-        self.load_action.setEnabled(bool(models) or bool(self.tree.models()))
+        self.load_action.setEnabled(
+            bool(models) or any(self.tree.models(s.url) for s in self.tree.servers())
+        )
         self.unload_action.setEnabled(bool(self.selected_instances()))
         self.copy_key_action.setEnabled(bool(self._rows()))
         pin = self.commands.pin_action
@@ -359,11 +409,17 @@ class MainWindow(QMainWindow):
     def _on_pin_triggered(self, checked: bool) -> None:
         one = self._one_instance()
         if one is not None:
-            self.pin_toggled.emit(one, checked)
+            self.pin_toggled.emit(one, checked, self.selected_server())
 
     # ------------------------------------------------------------------ slots
 
     def _on_selection_changed(self) -> None:
+        rows = self._rows()
+        url = str(rows[0].data(Role.SERVER) or "") if rows else ""
+        if url and url != self._focused:
+            self._focused = url
+            if url != self._server_url():
+                self.server_focused.emit(url)  # the app makes it current, then set_poller
         self._update_selection_actions()
         self._show_details()
 
@@ -385,14 +441,21 @@ class MainWindow(QMainWindow):
         self._on_proxy_rows_inserted(QModelIndex(), 0, self.proxy.rowCount() - 1)
 
     def _on_proxy_rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
-        """Show new instances: expand their model when instances appear under it."""
-        if parent.isValid():
+        """Show new instances: expand their model when instances appear under it (and a
+        server's row, with its loaded models, when it is filled)."""
+        kind = parent.siblingAtColumn(0).data(Role.KIND) if parent.isValid() else None
+        if kind == RowKind.MODEL:
             self.view.expand(parent)
-        else:
-            for row in range(first, last + 1):
-                idx = self.proxy.index(row, 0)
-                if self.proxy.rowCount(idx):
-                    self.view.expand(idx)
+            return
+        for row in range(first, last + 1):
+            idx = self.proxy.index(row, 0, parent)
+            if not self.proxy.rowCount(idx):
+                continue
+            if idx.data(Role.KIND) == RowKind.SERVER:
+                self.view.expand(idx)
+                self._on_proxy_rows_inserted(idx, 0, self.proxy.rowCount(idx) - 1)
+            else:
+                self.view.expand(idx)
 
     def _show_details(self) -> None:
         rows = self._rows()
@@ -402,7 +465,19 @@ class MainWindow(QMainWindow):
         rec = rows[0].data(Role.RECORD)
         model = rows[0].data(Role.MODEL)
         lines: list[str] = []
-        if isinstance(rec, Model):
+        if isinstance(rec, ServerRecord):
+            index = self.tree.server_index(rec.url)
+            lines += [rec.name, f"address: {rec.url}"]
+            for col, label in (
+                (Column.STATE, "state"),
+                (Column.SIZE, "models"),
+                (Column.VRAM, "VRAM (estimated)"),
+                (Column.STATUS, "instances"),
+            ):
+                text = index.siblingAtColumn(col).data()
+                if text:
+                    lines.append(f"{label}: {text}")
+        elif isinstance(rec, Model):
             lines += [
                 rec.display_name,
                 f"key: {rec.key}",
@@ -444,7 +519,10 @@ class MainWindow(QMainWindow):
         rows = self._rows()
         if rows:
             rec = rows[0].data(Role.RECORD)
-            text = rec.key if isinstance(rec, Model) else rec.id
+            if isinstance(rec, ServerRecord):
+                text = rec.url
+            else:
+                text = rec.key if isinstance(rec, Model) else rec.id
             QGuiApplication.clipboard().setText(text)
             self.statusBar().showMessage(f"Copied {text}", 3000)
 
@@ -473,7 +551,7 @@ class MainWindow(QMainWindow):
     def _on_poller_poll_finished(self) -> None:
         # Once per poll, not once per changed cell: the tree may change in many places at once.
         # NVML is read here and nowhere else, so the window and the tray share one reading.
-        self.last_gpus = self._gpus()
+        self.last_gpus = self._gpus(self._server_url())
         self._update_age()
         self._on_tree_changed()
 
@@ -490,8 +568,13 @@ class MainWindow(QMainWindow):
     def refresh_vram(self) -> None:
         """Show the VRAM figures again (after the budget changed, say) from the tree's estimate
         and the last NVML reading; reads no GPU itself."""
+        url = self._server_url()
+        known = any(s.url == url for s in self.tree.servers())
         self.vram.show_figures(
-            self.tree.total_vram(), self.settings.vram_budget_gb, self.last_gpus, self._hardware()
+            self.tree.total_vram(url if known else None),
+            self.settings.vram_budget_gb,
+            self.last_gpus,
+            self._hardware(url),
         )
         self.dialogs.refresh()
 

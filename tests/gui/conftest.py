@@ -58,7 +58,7 @@ async def running(
     app.poller.max_backoff_ms = 400
     qtbot.addWidget(app.window)
     app.window.show()
-    app.poller.start()
+    app.fleet.start()
     try:
         yield app
     finally:

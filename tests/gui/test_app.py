@@ -125,7 +125,7 @@ async def test_ttl_the_server_ignores_is_enforced_by_lmgui(
     sim = rest_sim  # the REST path: no SDK channel
     async with running(qtbot, paths, sim.url) as app:
         expired: list[str] = []
-        app.actions.ttl_expired.connect(expired.append)
+        app.actions.ttl_expired.connect(lambda iid, _url: expired.append(iid))
         result = await app.actions.load(LoadRequest("google/gemma-3-270m", ttl_seconds=600))
         assert result is not None and result.not_applied == ("ttl",)
         await wait_for(lambda: cell(app, "google/gemma-3-270m", Column.TTL).endswith("(lmgui)"))

@@ -45,7 +45,7 @@ async def test_a_dripping_poll_shows_slow_then_unreachable_and_polling_goes_on(
         srv.set_mode("drip", interval=0.1)
         await wait_for(lambda: app.poller.status.state is ConnectionState.SLOW)
         assert app.window.state_label.text() == "Slow to answer"
-        assert "Slow: the server is taking long to answer" in tooltip(app.tray_state())
+        assert "Slow: the server is taking long to answer" in tooltip(app.tray_state().servers[0])
         assert app.tree.rowCount() == 1, "the table stays as it was while the server is slow"
         await wait_for(lambda: app.poller.status.state is ConnectionState.UNREACHABLE)
         assert app.window.state_label.text().startswith("Unreachable since ")
@@ -74,8 +74,8 @@ async def test_unload_from_the_tray_with_polling_paused_is_verified_at_once(
         app.set_paused(True)
         polls = len(sim.received("GET", "/api/v1/models"))
         finished: list[str] = []
-        app.actions.unload_finished.connect(finished.append)
-        app.tray.unload_requested.emit(["google/gemma-3-270m"])
+        app.actions.unload_finished.connect(lambda iid, _url: finished.append(iid))
+        app.tray.unload_requested.emit(app.server_url, ["google/gemma-3-270m"])
         # Verified against a list fetched at once, not after a 30 s wait for a poll that never
         # comes while polling is paused.
         await wait_for(lambda: finished == ["google/gemma-3-270m"], within=5.0)

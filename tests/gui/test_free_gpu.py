@@ -39,19 +39,19 @@ async def test_free_the_gpu_from_the_tray_then_restore(
         await script.load("text-embedding-nomic-embed-text-v1.5")
     before = held(sim)
     async with running(qtbot, paths, sim.url) as app:
-        await wait_for(lambda: len(app.tray_state().instances) == 3)
-        assert app.tray_state().vram_bytes > 0
-        app.tray.free_requested.emit()  # the tray's "Free the GPU (restore later)"
-        await wait_for(lambda: not held(sim) and not app.tray_state().instances)
-        state = app.tray_state()
+        await wait_for(lambda: len(app.tray_state().servers[0].instances) == 3)
+        assert app.tray_state().servers[0].vram_bytes > 0
+        app.tray.free_requested.emit(app.server_url)  # the tray's "Free the GPU (restore later)"
+        await wait_for(lambda: not held(sim) and not app.tray_state().servers[0].instances)
+        state = app.tray_state().servers[0]
         assert state.vram_bytes == 0 and state.restorable == 3
         assert app.window.vram.bar.value() == 0
         await wait_for(lambda: "saved them as" in app.window.statusBar().currentMessage())
         assert app.snapshot_menu.restore_action.isEnabled()
 
-        app.tray.restore_requested.emit()  # the tray's "Restore 3 instance(s) ..."
+        app.tray.restore_requested.emit(app.server_url)  # the tray's "Restore 3 instance(s) ..."
         await wait_for(lambda: held(sim) == before)
-        await wait_for(lambda: app.tray_state().restorable is None)
+        await wait_for(lambda: app.tray_state().servers[0].restorable is None)
         assert app.window.statusBar().currentMessage().startswith(f'Restored "{FREEING}"')
         assert not app.snapshot_menu.restore_action.isEnabled()  # used: no longer offered
 
@@ -68,12 +68,12 @@ async def test_a_busy_instance_is_asked_about_and_a_pinned_one_stays(
     async with running(qtbot, paths, sim.url) as app:
         await wait_for(
             lambda: (
-                any(i.busy for i in app.tray_state().instances)
-                and len(app.tray_state().instances) == 3
+                any(i.busy for i in app.tray_state().servers[0].instances)
+                and len(app.tray_state().servers[0].instances) == 3
             )
         )
-        app.tray.pin_toggled.emit("keep-me", True)  # the tray's "Pinned" check
-        pinned = {i.instance_id for i in app.tray_state().instances if i.pinned}
+        app.tray.pin_toggled.emit(app.server_url, "keep-me", True)  # the tray's "Pinned" check
+        pinned = {i.instance_id for i in app.tray_state().servers[0].instances if i.pinned}
         assert pinned == {"keep-me"}
         box = app.free_gpu()
         assert isinstance(box, QMessageBox)
@@ -96,7 +96,7 @@ async def test_named_snapshots_from_the_window_menu(
 ) -> None:
     async with running(qtbot, paths, sim.url) as app:
         app.actions.load(LoadRequest("google/gemma-3-270m", context_length=4096))
-        await wait_for(lambda: len(app.tray_state().instances) == 1)
+        await wait_for(lambda: len(app.tray_state().servers[0].instances) == 1)
         menu = app.snapshot_menu
         assert menu in [a.menu() for a in app.window.menuBar().actions()]
         menu._save("evening")
@@ -124,7 +124,7 @@ async def test_the_load_dialog_makes_room_by_unloading_the_least_recently_used_i
         sim.state.instances["third"].generating += 1  # busy: never proposed
     async with running(qtbot, paths, sim.url) as app:
         await wait_for(lambda: app.conn.hardware is not None)
-        await wait_for(lambda: len(app.tray_state().instances) == 3)
+        await wait_for(lambda: len(app.tray_state().servers[0].instances) == 3)
         dialog = app.window.open_load_dialog("qwen/qwen3.5-9b")
         assert isinstance(dialog, LoadDialog)
         dialog.context.setValue(4096)

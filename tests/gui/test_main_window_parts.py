@@ -37,9 +37,9 @@ class FakeActions(QObject):
     load_progress = Signal(object, float)
     load_finished = Signal(object, object)
     load_failed = Signal(object, str)
-    unload_finished = Signal(str)
-    unload_failed = Signal(str, str)
-    ttl_expired = Signal(str)
+    unload_finished = Signal(str, str)
+    unload_failed = Signal(str, str, str)
+    ttl_expired = Signal(str, str)
     pending_changed = Signal()
 
     def __init__(self) -> None:
@@ -50,10 +50,10 @@ class FakeActions(QObject):
     def load(self, request: LoadRequest) -> None:
         self.loads.append(request)
 
-    def unload(self, ids: list[str]) -> None:
+    def unload(self, ids: list[str], server: str = "") -> None:
         self.unloads.append(list(ids))
 
-    def pending(self) -> set[str]:
+    def pending(self, server: str | None = None) -> set[str]:
         return set()
 
 
@@ -64,7 +64,7 @@ class Gpus:
         self.reading = reading
         self.reads = 0
 
-    def __call__(self) -> list[GpuMemory] | None:
+    def __call__(self, url: str) -> list[GpuMemory] | None:
         self.reads += 1
         return self.reading
 
@@ -297,9 +297,9 @@ def test_what_actions_report_reaches_the_status_bar_and_the_tree(
     qtbot: QtBot, tmp_path: Path, boxes: list[str]
 ) -> None:
     infos = {"qwen/qwen3-4b": InstanceInfo(gpu_fraction=0.5)}
-    parts = Parts(qtbot, tmp_path, Gpus(None), instance_infos=lambda: infos)
+    parts = Parts(qtbot, tmp_path, Gpus(None), instance_infos=lambda url: infos)
     shown: list[dict[str, InstanceInfo]] = []
-    parts.tree.set_instance_info = shown.append  # type: ignore[method-assign,assignment]
+    parts.tree.set_instance_info = lambda info, url=None: shown.append(info)  # type: ignore[method-assign]
     w = parts.window
     assert w.open_load_dialog() is None
     assert w.statusBar().currentMessage() == "No models to load yet: the server has not answered."
@@ -315,11 +315,11 @@ def test_what_actions_report_reaches_the_status_bar_and_the_tree(
 
     parts.actions.load_failed.emit(request, "Loading qwen/qwen3-4b failed: no memory.")
     assert boxes == ["Loading qwen/qwen3-4b failed: no memory."]  # no dialog open to show it
-    parts.actions.ttl_expired.emit("q:2")
+    parts.actions.ttl_expired.emit("q:2", "")
     assert w.statusBar().currentMessage() == (
         "Unloading q:2: idle longer than its TTL (enforced by lmgui)."
     )
-    parts.actions.unload_finished.emit("q:2")
+    parts.actions.unload_finished.emit("q:2", "")
     assert w.statusBar().currentMessage() == "Unloaded q:2."
 
 

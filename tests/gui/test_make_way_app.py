@@ -33,7 +33,7 @@ async def test_the_app_makes_way_for_a_game_and_brings_the_models_back(
         app.conn.nvml = gpu  # the local NVIDIA GPU, scripted
         said: list[tuple[str, str]] = []
         app.notifier.notify.connect(lambda kind, title, body: said.append((kind, title)))
-        await wait_for(lambda: len(app.tray_state().instances) == 5)
+        await wait_for(lambda: len(app.tray_state().servers[0].instances) == 5)
         gpu.now = {**CALM, "blender": 1}
         await wait_for(
             lambda: app.conn.gpu_processes is not None and len(app.conn.gpu_processes) == 3
@@ -41,13 +41,15 @@ async def test_the_app_makes_way_for_a_game_and_brings_the_models_back(
         gpu.now = {**CALM, "blender": 15}  # it takes 15 GB: free VRAM falls under 6 GB
         await wait_for(lambda: set(loaded(sim)) == {"c", "d", "e"})  # the least recently used
         await wait_for(lambda: ("make_way", "Made way for blender") in said)
-        await wait_for(lambda: (app.tray_state().make_way or "").startswith("Making way for"))
-        assert "Making way for blender (15.0 GB) since " in tooltip(app.tray_state())
+        await wait_for(
+            lambda: (app.tray_state().servers[0].make_way or "").startswith("Making way for")
+        )
+        assert "Making way for blender (15.0 GB) since " in tooltip(app.tray_state().servers[0])
         assert not any(kind == "vanished" for kind, _ in said)  # lmgui's own: not "vanished"
 
         gpu.now = CALM  # blender quits
         await wait_for(lambda: set(loaded(sim)) == {"a", "b", "c", "d", "e"})
-        await wait_for(lambda: app.tray_state().make_way is None)
+        await wait_for(lambda: app.tray_state().servers[0].make_way is None)
         assert ("make_way", "Models back") in said
 
 
@@ -62,7 +64,7 @@ async def test_with_the_setting_off_lmgui_offers_once_and_touches_nothing(
         app.conn.nvml = gpu
         said: list[tuple[str, str]] = []
         app.notifier.notify.connect(lambda kind, title, body: said.append((kind, title)))
-        await wait_for(lambda: len(app.tray_state().instances) == 5)
+        await wait_for(lambda: len(app.tray_state().servers[0].instances) == 5)
         gpu.now = {**CALM, "game": 1}
         await wait_for(
             lambda: app.conn.gpu_processes is not None and len(app.conn.gpu_processes) == 3
@@ -72,4 +74,4 @@ async def test_with_the_setting_off_lmgui_offers_once_and_touches_nothing(
         assert said.count(("make_way", "Make way for other GPU programs?")) == 1
         polls = app.poller.polls
         await wait_for(lambda: app.poller.polls >= polls + 5)
-        assert len(loaded(sim)) == 5 and app.tray_state().make_way is None
+        assert len(loaded(sim)) == 5 and app.tray_state().servers[0].make_way is None

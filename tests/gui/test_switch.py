@@ -29,8 +29,8 @@ async def test_a_load_in_flight_ends_with_a_sentence_when_the_server_changes(
         await wait_for(lambda: app.conn is not old and app.tree.rowCount() == 0)
         await wait_for(lambda: load.done())
         assert failed == [
-            f"lmgui stopped following the load of qwen/qwen3-4b: lmgui switched to {other.url}; "
-            "that server may still finish it."
+            "lmgui stopped following the load of qwen/qwen3-4b: lmgui no longer watches "
+            f"{slow.url}; that server may still finish it."
         ]
         assert app.window.server_label.text() == other.url
         await wait_for(lambda: app.poller.polls >= 1)
@@ -73,7 +73,7 @@ async def test_unloading_an_answering_instance_from_the_tray_asks_first(
                 await wait_for(
                     lambda: any(i.busy for _, i in app.poller.snapshot.instances), within=10
                 )
-                box = app._on_tray_unload_requested(["google/gemma-3-270m"])
+                box = app._on_tray_unload_requested(app.server_url, ["google/gemma-3-270m"])
                 assert isinstance(box, QMessageBox)
                 assert box.text() == (
                     "google/gemma-3-270m is generating an answer; unload it anyway?"
