@@ -73,6 +73,7 @@ __all__ = ["LmguiApp", "run_gui"]
 log = logging.getLogger("lmgui")
 
 LOADING_POLL_MS = 500
+TRAY_COALESCE_MS = 250
 
 
 class LmguiApp(QObject):
@@ -210,8 +211,8 @@ class LmguiApp(QObject):
         """The newest recorded event's id per identifier ("" for any): a notification opens
         the timeline there."""
         self._notice_key: str | None = None
-        self._frozen = False
         self._chat_started = False
+        self._shutting_down = False
         self.window.set_chat_pane(self.chat)
         self.window.dialogs.pinned = lambda url: self.snapshots.pinned(url)
         self.window.pinned = lambda: self.snapshots.pinned(self.window.selected_server())
@@ -226,10 +227,17 @@ class LmguiApp(QObject):
         )
         self.closed = asyncio.Event()
         self.first_poll = asyncio.Event()
+        self._polled = asyncio.Event()
         self.notifier = Notifier(self.settings.notify, parent=self)
         self._policies: dict[str, NotificationPolicy] = {}
         self.autostart = Autostart()
         self.tray = TrayController(self.tray_state, parent=self)
+        # The tray's icon and tooltip read every server: after a burst of polls (ten servers
+        # answer at different moments) they are rebuilt once, not once per poll.
+        self._tray_timer = QTimer(self)
+        self._tray_timer.setSingleShot(True)
+        self._tray_timer.setInterval(TRAY_COALESCE_MS)
+        self._tray_timer.timeout.connect(self._on_tray_timer_timeout)
         self.tray_available = TrayController.available()
         self.window.hide_on_close = self.tray_available and self.settings.close_to_tray
         self.fleet.problem.connect(lambda _url, sentence: self._say(sentence))
@@ -392,7 +400,7 @@ class LmguiApp(QObject):
         if self.fleet.started:
             self._update_poll_interval()
         self._sync_fleet()
-        self.tray.update()
+        self._tray_changed()
 
     def switch_server(self, url: str, token: str | None = None) -> asyncio.Task[None]:
         """Watch only ``url`` from now on (``token``: None leaves the stored one, "" removes
@@ -417,7 +425,7 @@ class LmguiApp(QObject):
                 problem = None
             if problem:
                 self.window.statusBar().showMessage(problem, 20000)
-        self.tray.update()
+        self._tray_changed()
 
     def _on_window_server_focused(self, url: str) -> None:
         conn = self.fleet.connection(url)
@@ -426,7 +434,15 @@ class LmguiApp(QObject):
         self.current_url = conn.url
         self.window.set_poller(conn.poller)
         self.timeline.refresh()  # "this server" is the selected row's
+        self._tray_changed()
+
+    def _on_tray_timer_timeout(self) -> None:
         self.tray.update()
+        self._update_fleet_line()
+
+    def _tray_changed(self) -> None:
+        if not self._tray_timer.isActive() and not self._shutting_down:
+            self._tray_timer.start()
 
     def _poke_all(self) -> None:
         for _, conn in self.fleet.connections():
@@ -507,7 +523,7 @@ class LmguiApp(QObject):
                 conn.poller.stop()
             else:
                 conn.poller.start()
-        self.tray.update()
+        self._tray_changed()
 
     def _say(self, sentence: str) -> None:
         """A failure of lmgui's own background work, said once in the status bar."""
@@ -627,7 +643,7 @@ class LmguiApp(QObject):
         conn = self.fleet.connection(url)
         if event.kind in ("made_way", "restored") and conn is not None:
             conn.poller.poke()
-        self.tray.update()
+        self._tray_changed()
 
     def _on_tray_make_way_restore_requested(self, url: str = "") -> None:
         conn = self._connection_or_none(url)
@@ -648,13 +664,13 @@ class LmguiApp(QObject):
     def _on_snapshots_changed(self) -> None:
         for _, conn in self.fleet.connections():
             self.tree.set_pinned(self.snapshots.pinned(conn.url), self._tree_key(conn.url))
-        self.tray.update()
+        self._tray_changed()
 
     def _on_snapshots_finished(self, sentence: str, ok: bool) -> None:
         self.event_log.action(sentence, self.server_url)
         self.window.statusBar().showMessage(sentence, 20000)
         self.notifier.say("snapshot", sentence, "lmgui" if ok else "lmgui: not all done", sentence)
-        self.tray.update()
+        self._tray_changed()
 
     def _on_chat_used(self, url: str, instance_id: str) -> None:
         conn = self.fleet.connection(url)
@@ -685,7 +701,7 @@ class LmguiApp(QObject):
 
     def _on_actions_pending_changed(self) -> None:
         self._update_poll_interval()
-        self.tray.update()
+        self._tray_changed()
 
     def _on_window_hidden_to_tray(self) -> None:
         if not self.settings.close_to_tray_explained:
@@ -759,8 +775,7 @@ class LmguiApp(QObject):
         conn = self.fleet.connection(url)
         if conn is not None:
             self._show_server_state(conn)
-        self._update_fleet_line()
-        self.tray.update()
+        self._tray_changed()
 
     def _on_fleet_poll_finished(self, url: str) -> None:
         conn = self.fleet.connection(url)
@@ -768,9 +783,9 @@ class LmguiApp(QObject):
             return
         self._make_way_tick_for(conn)
         self.first_poll.set()
+        self._polled.set()
         self._show_server_state(conn)
-        self._update_fleet_line()
-        self.tray.update()
+        self._tray_changed()  # with the fleet's totals: once after a burst of polls
 
     def _on_fleet_snapshot_changed(self, url: str, diff: SnapshotDiff, snapshot: Snapshot) -> None:
         conn = self.fleet.connection(url)
@@ -788,10 +803,10 @@ class LmguiApp(QObject):
             self._notify(policy.appeared(diff, expected), url)
         self.tree.apply(diff, expected, key)
         self.chat.models_changed(url)
-        if first and not self._frozen:
-            # What start-up and the first fill built lives as long as the window: keep it out of
-            # the cyclic GC's full passes, which otherwise stall the GUI thread now and then.
-            self._frozen = True
+        if first:
+            # What start-up and each server's first fill built lives as long as the window: keep
+            # it out of the cyclic GC's full passes, which otherwise stall the GUI thread now and
+            # then (ten servers of 200 models: a full pass took 20-40 ms).
             gc.freeze()
         conn.ledger.sync(snapshot, conn.poller.snapshot_asked_at)
         self.tree.set_instance_info(conn.ledger.infos(), key)
@@ -873,6 +888,12 @@ class LmguiApp(QObject):
         try:
             if screenshot is not None:
                 await self.first_poll.wait()
+                while any(  # every server's first poll, so the picture shows the whole fleet
+                    c.poller.status.state is ConnectionState.CONNECTING
+                    for _, c in self.fleet.connections()
+                ):
+                    self._polled.clear()
+                    await self._polled.wait()
                 await asyncio.sleep(0)  # let the views lay out the applied rows
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 if not self.window.grab().save(str(screenshot)):
@@ -900,6 +921,8 @@ class LmguiApp(QObject):
             await self.chat.open_thread(threads[0].id)
 
     async def shutdown(self) -> None:
+        self._shutting_down = True
+        self._tray_timer.stop()
         self.window.save_layout()
         # Polling stops first: its signals feed the task owners closed below.
         await asyncio.gather(*(c.poller.aclose() for _, c in self.fleet.connections()))

@@ -113,6 +113,9 @@ class Fleet(QObject):
 
     def connection(self, url: str) -> ServerConnection | None:
         """The connection to ``url`` (normalized first), or None when it is not in the fleet."""
+        conn = self._conns.get(url)  # already normalized: the common case, after every poll
+        if conn is not None:
+            return conn
         try:
             return self._conns.get(check_base_url(url))
         except InvalidServerUrl:

@@ -106,9 +106,12 @@ def _instances_text(n: int) -> str:
     return "no instances" if n == 0 else f"{n} instance{'s' if n != 1 else ''}"
 
 
-def _servers_text(n: int, offline: int) -> str:
+def _servers_text(n: int, offline: int, connecting: int = 0) -> str:
     text = f"{n} server{'s' if n != 1 else ''}"
-    return text + (f" ({offline} offline)" if offline else "")
+    notes = [f"{offline} offline"] if offline else []
+    if connecting:
+        notes.append(f"{connecting} connecting")
+    return text + (f" ({', '.join(notes)})" if notes else "")
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,15 @@ class FleetSummary:
 
     @property
     def offline(self) -> int:
-        return sum(not s.online for s in self.servers)
+        """Servers away (unreachable, failing, refusing the token...), not those still
+        connecting for the first time."""
+        return sum(
+            not s.online and s.status.state is not ConnectionState.CONNECTING for s in self.servers
+        )
+
+    @property
+    def connecting(self) -> int:
+        return sum(s.status.state is ConnectionState.CONNECTING for s in self.servers)
 
     def _everything(self) -> list[TrayInstance]:
         return [i for s in self.servers for i in s.instances]
@@ -188,7 +199,7 @@ class FleetSummary:
         """ "3 servers (1 offline): 4 instances, about 12.3 GB VRAM (estimated)"."""
         if not self.servers:
             return "No servers enabled"
-        text = _servers_text(len(self.servers), self.offline)
+        text = _servers_text(len(self.servers), self.offline, self.connecting)
         text += ": " + _instances_text(self.instances)
         everything = self._everything()
         if everything:
@@ -200,7 +211,7 @@ class FleetSummary:
         """The menu's first line: "3 servers (1 offline) · 4 loaded · about 12.3 GB VRAM"."""
         if not self.servers:
             return "No servers enabled"
-        text = _servers_text(len(self.servers), self.offline)
+        text = _servers_text(len(self.servers), self.offline, self.connecting)
         everything = self._everything()
         if not everything:
             return text + " · nothing loaded"

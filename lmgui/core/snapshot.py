@@ -8,6 +8,7 @@ can emit row inserts, removes and ``dataChanged`` for just those cells, never a 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -38,9 +39,11 @@ class Snapshot:
     def of(cls, models: Iterable[Model]) -> Snapshot:
         return cls(tuple(models))
 
-    @property
+    @functools.cached_property
     def instances(self) -> list[tuple[Model, Instance]]:
-        return [(m, i) for m in self.models for i in m.instances]
+        """Every (model, instance), once per snapshot: the tray, the timeline and the TTL
+        check each ask after every poll of every server."""
+        return [(m, i) for m in self.models if m.instances for i in m.instances]
 
 
 def _dedupe_instances(model: Model) -> Model:

@@ -234,7 +234,9 @@ def build_tray_state(
                 pinned=inst.id in pins,
             )
         )
-    names = {m.key: m.display_name for m in snapshot.models}
+    favourites, recent = list(favourites), list(recent)
+    by_key = snapshot.by_key
+    names = {k: by_key[k].display_name for k in {*favourites, *recent} if k in by_key}
     return TrayState(
         server=server,
         connection=status.state,

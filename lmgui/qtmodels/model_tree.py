@@ -269,6 +269,7 @@ class ModelTreeModel(QStandardItemModel):
                     col, Qt.Orientation.Horizontal, TOOLTIPS[col], Qt.ItemDataRole.ToolTipRole
                 )
         self._sections: dict[str, _Section] = {}
+        self._descending = False
         self._clock = clock
         self._wall = wall
         self._tick = QTimer(self)
@@ -469,8 +470,14 @@ class ModelTreeModel(QStandardItemModel):
         vram = sum(r.vram for r in live)
         busy = sum(1 for r in live if r.instance.busy)
         vram_text = human_bytes(vram) if live else ""
+        vram_tip = "Sum of this server's instances, estimated (docs/vram.md)"
         if sec.vram_total:
-            vram_text = f"{human_bytes(vram)} of {human_bytes(sec.vram_total)}"
+            # Short, to fit the column: "44.1/48 GB"; the tooltip says it in full.
+            vram_text = f"{vram / 1e9:.1f}/{sec.vram_total / 1e9:.0f} GB"
+            vram_tip = (
+                f"{human_bytes(vram)} estimated in use of {human_bytes(sec.vram_total)} "
+                "(docs/vram.md)"
+            )
         loaded = f"{len(live)} loaded" if live else "nothing loaded"
         text = {
             Column.NAME: sec.name,
@@ -487,8 +494,9 @@ class ModelTreeModel(QStandardItemModel):
         for col in Column:
             roles: dict[int, Any] = {
                 Qt.ItemDataRole.DisplayRole: text.get(col, ""),
-                Role.SORT: sec.order,  # servers keep their order whatever the sort column
-                Qt.ItemDataRole.ToolTipRole: tip,
+                # Servers keep their order whatever the column and the direction of the sort.
+                Role.SORT: -sec.order if self._descending else sec.order,
+                Qt.ItemDataRole.ToolTipRole: vram_tip if col == Column.VRAM else tip,
                 Qt.ItemDataRole.FontRole: bold if col in (Column.NAME, Column.STATE) else None,
                 Qt.ItemDataRole.ForegroundRole: _OFFLINE
                 if sec.offline and col == Column.STATE
@@ -574,6 +582,14 @@ class ModelTreeModel(QStandardItemModel):
         self.endResetModel()
         self._arm_tick()
         return urls
+
+    def set_sort_descending(self, descending: bool) -> None:
+        """The view sorts descending: server rows sort the other way, so they stay in the
+        order the user gave the servers."""
+        if descending != self._descending:
+            self._descending = descending
+            for sec in self._sections.values():
+                self._refresh_server_row(sec)
 
     def set_server_state(
         self, url: str, state: str, *, offline: bool, vram_total: int | None = None

@@ -158,6 +158,7 @@ class MainWindow(QMainWindow):
         self.view.customContextMenuRequested.connect(self._on_view_context_menu)
         self.view.doubleClicked.connect(self._on_view_double_clicked)
         self.view.header().setStretchLastSection(True)
+        self.view.header().sortIndicatorChanged.connect(self._on_sort_indicator_changed)
         for col, width in COLUMN_WIDTHS.items():
             self.view.setColumnWidth(col, width)
 
@@ -508,6 +509,9 @@ class MainWindow(QMainWindow):
             lines += [f"  {k}: {v}" for k, v in sorted(rec.config.items())]
         self.details.setPlainText("\n".join(lines))
 
+    def _on_sort_indicator_changed(self, _column: int, order: Qt.SortOrder) -> None:
+        self.tree.set_sort_descending(order == Qt.SortOrder.DescendingOrder)
+
     def _on_view_double_clicked(self, index: QModelIndex) -> None:
         if self.proxy.mapToSource(index).siblingAtColumn(0).data(Role.KIND) == RowKind.MODEL:
             self.open_load_dialog()
@@ -537,7 +541,10 @@ class MainWindow(QMainWindow):
         )
 
     def _on_poller_status_changed(self, status: PollStatus) -> None:
-        self.server_label.setText(self._server_url())
+        url = self._server_url()
+        servers = self.tree.servers()
+        name = next((s.name for s in servers if s.url == url), "") if len(servers) > 1 else ""
+        self.server_label.setText(f"{name}: {url}" if name else url)
         text = state_text(status)
         self.state_label.setText(text)
         self.state_label.setToolTip(status.message or text)
@@ -569,7 +576,10 @@ class MainWindow(QMainWindow):
         """Show the VRAM figures again (after the budget changed, say) from the tree's estimate
         and the last NVML reading; reads no GPU itself."""
         url = self._server_url()
-        known = any(s.url == url for s in self.tree.servers())
+        servers = self.tree.servers()
+        known = any(s.url == url for s in servers)
+        name = next((s.name for s in servers if s.url == url), "") if len(servers) > 1 else ""
+        self.vram.title.setText(f"VRAM ({name}):" if name else "VRAM:")
         self.vram.show_figures(
             self.tree.total_vram(url if known else None),
             self.settings.vram_budget_gb,
@@ -610,6 +620,7 @@ class MainWindow(QMainWindow):
         # restoreState of the header brings back the sort column; apply it to the proxy too.
         header = self.view.header()
         self.view.sortByColumn(header.sortIndicatorSection(), header.sortIndicatorOrder())
+        self._on_sort_indicator_changed(header.sortIndicatorSection(), header.sortIndicatorOrder())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_layout()

@@ -35,7 +35,9 @@ class VramBar(QWidget):
         self.gpu_label.setAccessibleName("Measured GPU memory")
 
         row = QHBoxLayout()
-        row.addWidget(QLabel("VRAM:"))
+        self.title = QLabel("VRAM:")
+        self.title.setTextFormat(Qt.TextFormat.PlainText)  # names a server: the user's words
+        row.addWidget(self.title)
         row.addWidget(self.bar, 1)
         row.addWidget(self.label)
         layout = QVBoxLayout(self)
