@@ -13,8 +13,10 @@ from PySide6.QtCore import QModelIndex
 from pytestqt.qtbot import QtBot
 
 from lmgui.app import LmguiApp
+from lmgui.core.fleet_state import fleet_icon_name
 from lmgui.core.paths import AppPaths
 from lmgui.core.profiles import Profile, ProfileStore
+from lmgui.core.settings import SettingsValues
 from lmgui.core.status import ConnectionState
 from lmgui.qtmodels.model_tree import Column, Role, RowKind, ServerRecord
 from lmgui.sim import SimConfig, Simulator
@@ -148,6 +150,19 @@ async def test_row_actions_reach_the_rows_server(
         # The tray's Unload of a's instance reaches a.
         app._on_tray_unload_requested(a.url, ["google/gemma-3-270m"])
         await wait_for(lambda: not loaded_ids(a))
+        # The tray's "Free the GPU" of b frees b only, and its Restore brings b's back.
+        for sim in (a, b):
+            sim.state.finish_load(sim.state.begin_load("qwen/qwen3-4b", {}).id)
+        await wait_for(lambda: app.tree.instance_index("qwen/qwen3-4b", b.url).isValid())
+        await wait_for(lambda: app.tree.instance_index("qwen/qwen3-4b", a.url).isValid())
+        app.tray.free_requested.emit(b.url)
+        await wait_for(lambda: not loaded_ids(b))
+        assert loaded_ids(a) == {"qwen/qwen3-4b"}
+        await wait_for(lambda: app.snapshots.restorable(b.url) is not None)
+        assert app.snapshots.restorable(a.url) is None
+        app.tray.restore_requested.emit(b.url)
+        await wait_for(lambda: loaded_ids(b) == {"qwen/qwen3-4b"})
+        assert loaded_ids(a) == {"qwen/qwen3-4b"}
 
 
 async def test_a_killed_server_goes_offline_alone_and_comes_back(
@@ -166,7 +181,7 @@ async def test_a_killed_server_goes_offline_alone_and_comes_back(
             url = app.fleet.connections()[1][1].url
             await wait_for(lambda: app.tree.filled(steady.url) and app.tree.filled(url))
             # Settled: the server's own VRAM survey (asked once, beside the polls) has arrived.
-            await wait_for(lambda: " of " in server_cell(app, steady.url, Column.VRAM))
+            await wait_for(lambda: "/" in server_cell(app, steady.url, Column.VRAM))
             steady_index = app.tree.instance_index("google/gemma-3-270m", steady.url)
             select(app, steady_index)
             changes: list[Any] = []
@@ -182,6 +197,8 @@ async def test_a_killed_server_goes_offline_alone_and_comes_back(
             resets: list[bool] = []
             app.tree.modelReset.connect(lambda: resets.append(True))
             steady_polls = app.fleet.connection(steady.url).poller.polls  # type: ignore[union-attr]
+            titles: list[str] = []
+            app.notifier.notify.connect(lambda _kind, title, _body: titles.append(title))
 
             doomed.stop()  # killed mid-poll: the next request finds nobody
             await wait_for(
@@ -191,6 +208,8 @@ async def test_a_killed_server_goes_offline_alone_and_comes_back(
                 )
             )
             assert "Unreachable" in server_cell(app, url, Column.STATE)
+            # The notification names the server that went.
+            await wait_for(lambda: "doomed: LM Studio is unreachable" in titles)
             # The steady server went on polling; its rows were never touched, the selection
             # stayed, nothing was reset, and its state is still connected.
             steady_conn = app.fleet.connection(steady.url)
@@ -204,8 +223,9 @@ async def test_a_killed_server_goes_offline_alone_and_comes_back(
                 app.tree.instance_index("google/gemma-3-270m", steady.url)
             )
             assert not app.tree.dimmed  # several servers: only the dead one's row says it
-            # The tray icon shows the worst state: a server is offline.
+            # The tray's one icon shows the worst state: a server is offline.
             assert app.tray_state().servers[1].connection is ConnectionState.UNREACHABLE
+            assert fleet_icon_name(app.tray_state()) == "state-offline"
 
             back = Simulator(
                 SimConfig(port=port, tokens_per_second=0, load_seconds_per_gb=0)
@@ -218,7 +238,59 @@ async def test_a_killed_server_goes_offline_alone_and_comes_back(
                 within=15,
             )
             assert server_cell(app, url, Column.STATE) == "Connected"
+            await wait_for(lambda: fleet_icon_name(app.tray_state()) == "state-loaded")
     finally:
         doomed.stop()
         if back is not None:
             back.stop()
+
+
+async def test_settings_add_a_server_with_a_token_and_one_switched_off(
+    qtbot: QtBot, paths: AppPaths, make_sim: SimFactory
+) -> None:
+    desk, box, off = make_sim(), make_sim(token=TOKEN), make_sim()
+    async with fleet_app(qtbot, paths, Profile("desk", desk.url)) as app:
+        await wait_for(lambda: app.tree.filled(desk.url))
+        assert not app.tree.fleet  # one server: its models are the top-level rows
+        profiles = (
+            Profile("desk", desk.url),
+            Profile("gpu-box", box.url),
+            Profile("laptop", off.url, enabled=False),
+        )
+        app.apply_settings(
+            SettingsValues(
+                desk.url,
+                None,
+                100,
+                0.0,
+                True,
+                profiles=profiles,
+                token_changes=((box.url, TOKEN),),
+            )
+        )
+        await wait_for(lambda: app.tree.filled(box.url))
+        assert [r.data(Role.RECORD) for r in server_rows(app)] == [
+            ServerRecord(desk.url, "desk"),
+            ServerRecord(box.url, "gpu-box"),
+        ]
+        assert app.tree.filled(desk.url), "the desk's rows were filled again under its row"
+        await wait_for(lambda: server_cell(app, box.url, Column.STATE) == "Connected")
+        assert app.fleet.connection(off.url) is None
+        assert not off.requests, "a switched-off server is never asked"
+        # The token goes to its own server only.
+        bearer = f"Bearer {TOKEN}"
+        assert any(r.headers.get("authorization") == bearer for r in box.requests)
+        assert not any(TOKEN in str(r.headers) for r in desk.requests)
+        # Switching the laptop on later starts polling it beside the others.
+        app.apply_settings(
+            SettingsValues(
+                desk.url,
+                None,
+                100,
+                0.0,
+                True,
+                profiles=(*profiles[:2], Profile("laptop", off.url)),
+            )
+        )
+        await wait_for(lambda: app.tree.filled(off.url))
+        assert len(server_rows(app)) == 3
