@@ -82,6 +82,7 @@ async def main() -> int:
 
         w.hide()  # the window would cover the tray area of this small screen
         app.tray.update()
+        app.notifier.paused = False  # as a user has it (no notification comes now)
         icon = app.tray.icon.geometry()
         print("tray icon at", icon)
         click = await asyncio.create_subprocess_exec(

@@ -40,6 +40,8 @@ async def main() -> int:
         app = LmguiApp(AppPaths.under(Path(home)), demo=True, poll_ms=300)
         assert app.sim is not None
         set_demo_traffic(app.sim, 0)  # the pictures show what this script does, nothing random
+        # No balloons ("Loaded ..."): over the icon one would take the click that opens the menu.
+        app.notifier.paused = True
         app.settings.remember_load(LoadRequest("qwen/qwen3-4b", context_length=8192))
         app.settings.favourites = ["openai/gpt-oss-20b"]
         runner = asyncio.ensure_future(app.run(minimized=True))
@@ -57,6 +59,7 @@ async def main() -> int:
             )
         )
         await asyncio.sleep(0.5)
+        app.notifier.paused = False  # as a user has it (no notification comes now)
         icon = app.tray.icon.geometry()
         click = await asyncio.create_subprocess_exec(
             "xdotool", "mousemove", str(icon.center().x()), str(icon.center().y()), "click", "3"
