@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,6 +90,8 @@ def sim_processes(arg_lists: list[list[str]]) -> Iterator[list[str]]:
         for proc in procs:
             assert proc.stdout is not None
             urls.append(proc.stdout.readline().split()[-1])
+            # Drain the rest: a simulator that logs to a full pipe blocks, and looks dead.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
         yield urls
     finally:
         for proc in procs:

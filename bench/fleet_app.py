@@ -150,6 +150,11 @@ async def bench(
         polls1 = sum(c.poller.polls for _, c in app.fleet.connections())
         rss = proc.memory_info().rss
         states = sorted({c.poller.status.state.value for _, c in app.fleet.connections()})
+        troubled = [
+            f"{p.name}: {c.poller.status.state.value}: {c.poller.status.message}"
+            for p, c in app.fleet.connections()
+            if c.poller.status.state.value != "connected"
+        ]
         await app.shutdown()
     cpu = (c1.user + c1.system - c0.user - c0.system) / (t1 - t0)
     return {
@@ -161,6 +166,7 @@ async def bench(
         "all_servers_filled_s": round(filled_s, 2),
         "rows": rows,
         "states": states,
+        "not_connected": troubled,
         "churn_cycles": churns,
         "visible_max_gap_ms": visible["max_gap_ms"],
         "visible_p99_gap_ms": visible["p99_gap_ms"],

@@ -681,10 +681,8 @@ class LmguiApp(QObject):
         self.window.show_chat()
         self.chat.chat_with(instance_id, url or None)
 
-    def quick_load(self, url: str, model_key: str = "") -> None:
+    def quick_load(self, url: str, model_key: str) -> None:
         """Load on ``url`` with the settings last used for this model (the tray's Load menu)."""
-        if not model_key:  # called with the key alone
-            url, model_key = "", url
         request = self.settings.load_defaults().get(model_key) or LoadRequest(model_key)
         self.settings.remember_load(request)
         self.actions.load(dataclasses.replace(request, server=url))

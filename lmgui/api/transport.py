@@ -61,6 +61,10 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+KEEPALIVE_SECONDS = 4.0
+"""How long an idle connection is kept for the next request: under the 5 s servers allow."""
+
+
 class Transport:
     """The HTTP connection to one server; raises only ``errors.py``'s types."""
 
@@ -97,6 +101,11 @@ class Transport:
             transport=transport,
             follow_redirects=True,
             max_redirects=5,
+            # Idle connections go before the server drops them: Node's HTTP servers (LM Studio's
+            # among them) and uvicorn close an idle keep-alive connection after 5 s, so a poll
+            # every 5 s (the hidden rate) raced the close and now and then met a dropped
+            # connection ("unreachable", then backoff).
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
             headers={"User-Agent": f"lmgui/{__version__}", "Accept": "application/json"},
             event_hooks={"request": [self._strip_foreign_auth]},
         )
