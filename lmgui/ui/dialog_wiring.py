@@ -123,16 +123,18 @@ class DialogWiring(QObject):
     def refresh(self) -> None:
         """Fresh server state for every open load dialog (once per poll)."""
         for dialog in self.load_dialogs:
+            dialog.set_servers(self._server_choices(dialog.server), dialog.server)
             dialog.set_vram(self.vram_context(dialog.server))
             dialog.set_models(self.tree.models(self._tree_url(dialog.server)))
 
     # ------------------------------------------------------------------ load
 
-    def _server_choices(self) -> list[tuple[str, str]]:
-        """(URL, "name: 12 GB free of 24 GB") for each server that listed its models."""
+    def _server_choices(self, keep: str = "") -> list[tuple[str, str]]:
+        """(URL, "name: 12 GB free of 24 GB") for each server that listed its models (and
+        ``keep``, the one a dialog has picked)."""
         out = []
         for rec in self.tree.servers():
-            if not rec.url or not self.tree.models(rec.url):
+            if not rec.url or (rec.url != keep and not self.tree.models(rec.url)):
                 continue
             vram = self.vram_context(rec.url)
             free = vram.free_bytes
@@ -160,7 +162,7 @@ class DialogWiring(QObject):
             defaults=self.settings.load_defaults(),
             parent=self._window,
         )
-        dialog.set_servers(self._server_choices(), url)
+        dialog.set_servers(self._server_choices(url), url)
         dialog.server_changed.connect(lambda u, d=dialog: self._on_dialog_server_changed(d, u))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.set_estimator(self._estimate)

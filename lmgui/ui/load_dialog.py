@@ -350,6 +350,12 @@ class LoadDialog(QDialog):
         """The servers to pick from ((URL, label with its free VRAM), in order) and the one
         picked; shown only with more than one."""
         self._server = current
+        box = self.server_box
+        if [box.itemData(i) for i in range(box.count())] == [url for url, _ in servers]:
+            for i, (_, label) in enumerate(servers):  # after a poll: the free VRAM moved
+                if box.itemText(i) != label:
+                    box.setItemText(i, label)
+            return
         self.server_box.blockSignals(True)
         self.server_box.clear()
         for url, label in servers:

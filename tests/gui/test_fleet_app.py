@@ -114,6 +114,9 @@ async def test_load_dialog_loads_on_the_picked_server(
         assert dialog.server_box.isVisibleTo(dialog)
         labels = [dialog.server_box.itemText(i) for i in range(dialog.server_box.count())]
         assert labels[0].startswith("one") and labels[1].startswith("two")
+        # Each server listed with its free VRAM, once the server's own survey is in.
+        await wait_for(lambda: "free of 24.0 GB" in dialog.server_box.itemText(1))
+        await wait_for(lambda: "free of 24.0 GB" in dialog.server_box.itemText(0))
         # Pick the first server, then the second again, as a user would.
         dialog.server_box.setCurrentIndex(0)
         dialog.server_box.activated.emit(0)
