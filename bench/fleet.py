@@ -109,15 +109,13 @@ def closed_port_url() -> str:
 
 
 async def bench_fleet(
-    seconds: float, healthy: int, models: int, interval_ms: int, slow_sdk: bool
+    seconds: float, healthy: int, models: int, interval_ms: int, slow_sdk: bool = True
 ) -> dict[str, Any]:
     common = ["--synthetic-models", str(models), "--vram-gb", "100000"]
     slow = [*common, "--latency-ms", "3000"]
     if not slow_sdk:
-        # WORKAROUND: the lmstudio SDK probes the greeting with a 1 s timeout and its
-        # httpx.ReadTimeout escapes lmgui/api/sdk.py's _open, so a server that answers in 3 s
-        # with the SDK channel on is "server error" at every poll; without the channel the
-        # slow server is measured as slow.
+        # The SDK's greeting probe times out after 1 s, so the slow server polls over REST
+        # alone either way; --slow-no-sdk takes its channel away altogether.
         slow.append("--no-sdk-api")
     arg_lists = [list(common) for _ in range(healthy)] + [slow]
     with sim_processes(arg_lists) as urls, tempfile.TemporaryDirectory() as state:
@@ -177,13 +175,13 @@ def main() -> None:
     p.add_argument("--models", type=int, default=200)
     p.add_argument("--interval-ms", type=int, default=2000)
     p.add_argument(
-        "--slow-sdk", action="store_true", help="the slow server keeps its SDK channel (fails)"
+        "--slow-no-sdk", action="store_true", help="the slow server has no SDK channel at all"
     )
     args = p.parse_args()
     qt_app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(qt_app, QApplication)
     r: dict[str, Any] = qasync.run(
-        bench_fleet(args.seconds, args.healthy, args.models, args.interval_ms, args.slow_sdk)
+        bench_fleet(args.seconds, args.healthy, args.models, args.interval_ms, not args.slow_no_sdk)
     )
     if args.json:
         print(json.dumps(r, indent=2))

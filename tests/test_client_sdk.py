@@ -5,6 +5,7 @@ the token on the new path."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 
 import pytest
@@ -216,3 +217,26 @@ async def test_a_server_slower_than_the_sdks_own_probe_keeps_to_rest(
         models = await c.poll_models()  # no error: the list, REST's figures
         assert models is not None and any(m.key == "qwen/qwen3-4b" for m in models)
         assert c.sdk is not None and c.sdk.unavailable is not None
+
+
+async def test_opening_the_channel_builds_no_tls_context(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building one loads the CA bundle (about 20 ms of the GUI thread): the channel's probe and
+    its sockets use lmgui's one context, so a server coming back does not stall the window."""
+    from lmgui.api.transport import tls_context
+
+    tls_context()  # the one shared context, built once per process
+    built: list[object] = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def counting(self: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    async with LMStudioClient(sim.url, None, lms=None) as c:
+        models = await c.poll_models()
+        assert c.sdk is not None and c.sdk.connected  # the channel opened
+    assert models is not None
+    assert built == []

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 import httpx_ws
 import lmstudio
+import lmstudio.async_api
 import msgspec
 from lmstudio import EmbeddingLoadModelConfig, LlmLoadModelConfig
 from lmstudio._kv_config import load_config_to_kv_config_stack
@@ -97,6 +98,20 @@ async def _aconnect_ws_own_client(
 # context: five stalls of 21 ms when a channel opens (fifty for a fleet of ten) become none.
 # tests/test_sim_sdk.py and tests/test_client_sdk.py exercise the SDK through it.
 lmstudio._ws_impl.aconnect_ws = _aconnect_ws  # type: ignore[attr-defined,assignment]
+
+
+async def _query_probe_url(url: str) -> httpx.Response:
+    """The SDK's greeting probe (a GET with its 1 s timeout), on a client with lmgui's one TLS
+    context."""
+    async with httpx.AsyncClient(verify=tls_context()) as client:
+        return await client.get(url, timeout=1)
+
+
+# WORKAROUND (lmstudio 1.6.0b1, pinned): before its sockets the SDK probes the server's greeting
+# through a new httpx client of its own, which builds a TLS context: the last 20 ms stall on the
+# GUI thread each time a channel opens (a server coming back, a fleet starting). The same probe
+# with lmgui's context. tests/test_client_sdk.py checks no TLS context is built while one opens.
+lmstudio.async_api.AsyncClient._query_probe_url = staticmethod(_query_probe_url)  # type: ignore[method-assign]
 
 
 def is_lmstudio_token(token: str | None) -> bool:
