@@ -220,7 +220,13 @@ class LmguiApp(QObject):
         self.window.server_focused.connect(self._on_window_server_focused)
         self.snapshots.changed.connect(self._on_snapshots_changed)
         self.snapshot_menu = SnapshotMenu(
-            self.window, self.snapshots, free_gpu=self.free_gpu, say=self._say
+            self.window,
+            self.snapshots,
+            free_gpu=self.free_gpu,
+            say=self._say,
+            server_name=lambda: (
+                self.server_name(self.server_url) if len(self.fleet.connections()) > 1 else ""
+            ),
         )
         self.window.menuBar().insertMenu(
             self.window.commands.view_menu.menuAction(), self.snapshot_menu
@@ -377,6 +383,7 @@ class LmguiApp(QObject):
             self.timeline.refresh()
         if self._chat_started:  # at start, start_chat lists the threads
             self.chat.servers_changed()
+        self.snapshot_menu.update_actions()
         self._update_fleet_line()
 
     def _tree_key(self, url: str) -> str | None:
@@ -433,6 +440,7 @@ class LmguiApp(QObject):
             return
         self.current_url = conn.url
         self.window.set_poller(conn.poller)
+        self.snapshot_menu.update_actions()  # Free and Restore act on this server now
         self.timeline.refresh()  # "this server" is the selected row's
         self._tray_changed()
 

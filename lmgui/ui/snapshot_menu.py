@@ -24,13 +24,16 @@ class SnapshotMenu(QMenu):
         *,
         free_gpu: Callable[[], object],
         say: Callable[[str], None],
+        server_name: Callable[[], str] = lambda: "",
     ) -> None:
         """``free_gpu`` frees the GPU after asking about busy instances (the app's); ``say``
-        puts a sentence in the status bar."""
+        puts a sentence in the status bar; ``server_name()`` names the server the menu acts on
+        when lmgui watches several ("" with one)."""
         super().__init__("&Snapshots", window)
         self._window = window
         self._snapshots = snapshots
         self._say = say
+        self._server_name = server_name
         self.free_action = QAction("&Free the GPU", window)
         self.free_action.setShortcut(QKeySequence("Ctrl+Shift+F"))
         self.free_action.setStatusTip(
@@ -46,31 +49,37 @@ class SnapshotMenu(QMenu):
         self.save_action.triggered.connect(lambda _checked=False: self.ask_and_save())
         self._dynamic: list[QMenu] = []
         self.aboutToShow.connect(self.rebuild)
-        snapshots.changed.connect(self._update_actions)
-        self._update_actions()
+        snapshots.changed.connect(self.update_actions)
+        self.update_actions()
         self.rebuild()
 
     def _restore_freed(self) -> None:
         if self._snapshots.restorable() is not None and not self._snapshots.working:
             self._snapshots.restore(FREEING)
 
-    def _update_actions(self) -> None:
+    def update_actions(self) -> None:
+        """The actions' state and words for the current server (it changes with the selection
+        when lmgui watches several)."""
         saved = self._snapshots.restorable()
         working = self._snapshots.working
+        name = self._server_name()
+        on = f" on {name.replace('&', '&&')}" if name else ""
         self.free_action.setEnabled(not working)
+        self.free_action.setText(f"&Free the GPU{on}")
         self.restore_action.setEnabled(saved is not None and not working)
         self.restore_action.setText(
-            f"&Restore {len(saved.instances)} instance(s) ({FREEING})"
+            f"&Restore {len(saved.instances)} instance(s){on} ({FREEING})"
             if saved is not None
-            else "&Restore (nothing freed)"
+            else f"&Restore{on} (nothing freed)"
         )
+        self.save_action.setText(f"&Save the loaded set{on} as…")
 
     def rebuild(self) -> None:
         self.clear()
         for sub in self._dynamic:
             sub.deleteLater()
         self._dynamic.clear()
-        self._update_actions()
+        self.update_actions()
         self.addAction(self.free_action)
         self.addAction(self.restore_action)
         self.addSeparator()

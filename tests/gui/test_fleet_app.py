@@ -145,6 +145,7 @@ async def test_row_actions_reach_the_rows_server(
         await wait_for(lambda: app.tree.instance_index("google/gemma-3-270m", b.url).isValid())
         select(app, app.tree.instance_index("google/gemma-3-270m", b.url))
         assert app.server_url == b.url  # the selected row's server is the window's current one
+        assert app.snapshot_menu.free_action.text() == "&Free the GPU on b"
         app.window.unload_action.trigger()
         await wait_for(lambda: not loaded_ids(b))
         assert loaded_ids(a) == {"google/gemma-3-270m"}
