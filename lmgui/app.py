@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -27,7 +28,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from lmgui.api.client import LMStudioClient, check_base_url, display_url
-from lmgui.api.errors import ApiError
+from lmgui.api.errors import ApiError, InvalidServerUrl
 from lmgui.api.limits import Deadlines
 from lmgui.api.records import Instance, LoadResult
 from lmgui.core.actions import Actions, LoadRequest
@@ -123,18 +124,23 @@ class LmguiApp(QObject):
             profiles = [Profile(display_url(url), url)]
         else:
             profiles = self._profiles_of(self.settings.profiles, self.settings.server_url)
-        # An explicit token (flag or environment) is used for this session only, with the first
-        # server (the one the command line named).
+        # An explicit token (flag or environment) is used for this session only, and only with
+        # the server it is meant for: the one the command line named, else the default server
+        # (never another profile's machine).
         session_token = (token or os.environ.get("LM_API_TOKEN") or "").strip() or None
+        token_for = profiles[0].url if server or demo else self._default_url()
         self.fleet = Fleet(
             paths.state_dir,
             self.tokens,
             interval_ms=self.poll_ms or self.settings.poll_interval_ms,
             deadlines=deadlines,
-            session_tokens={profiles[0].url: session_token} if session_token else None,
+            session_tokens={token_for: session_token} if session_token and token_for else None,
             parent=self,
         )
         self.fleet.set_profiles(profiles)
+        if not self.fleet.connections():  # no profile with a usable address: the default one
+            log.warning("no watched server has a usable address; using the default server")
+            self.fleet.set_profiles(self._profiles_of([], self.settings.server_url))
         self._last_conn = self.fleet.connections()[0][1]
         self.current_url = self._last_conn.url
         """The window's current server: the selected row's (the first server at start)."""
@@ -213,8 +219,11 @@ class LmguiApp(QObject):
         self._notice_key: str | None = None
         self._chat_started = False
         self._shutting_down = False
+        self._paused = False
+        self._followed: set[str] = set()
+        """The servers the timeline follows (and whose pins the tree shows)."""
         self.window.set_chat_pane(self.chat)
-        self.window.dialogs.pinned = lambda url: self.snapshots.pinned(url)
+        self.window.dialogs.pinned = self._pinned
         self.window.pinned = lambda: self.snapshots.pinned(self.window.selected_server())
         self.window.pin_toggled.connect(self.snapshots.set_pinned)
         self.window.server_focused.connect(self._on_window_server_focused)
@@ -283,6 +292,13 @@ class LmguiApp(QObject):
 
     # ------------------------------------------------------------------ the servers
 
+    def _default_url(self) -> str:
+        """The default server's normalized URL ("" when the setting cannot be used)."""
+        try:
+            return check_base_url(self.settings.server_url)
+        except InvalidServerUrl:
+            return ""
+
     @staticmethod
     def _profiles_of(profiles: Iterable[Profile], fallback_url: str) -> list[Profile]:
         """The enabled profiles; none: the one default server (as before profiles)."""
@@ -314,6 +330,11 @@ class LmguiApp(QObject):
         if conn is None:
             raise ApiError(f"lmgui no longer watches {display_url(url)}")
         return conn
+
+    def _pinned(self, url: str) -> set[str]:
+        """``url``'s pinned instances ("": the current server's); none for a server no longer
+        watched (a dialog still open on it)."""
+        return self.snapshots.pinned(url) if self._connection_or_none(url) else set()
 
     def server_name(self, url: str) -> str:
         return self.fleet.name(url)
@@ -366,21 +387,24 @@ class LmguiApp(QObject):
                 self._fill_tree(conn)
             if conn is not None:
                 self._show_server_state(conn)
-        followed = {c.url for _, c in conns}
-        for url in list(self._policies):
-            if url not in followed:
-                del self._policies[url]
+        watched = {c.url for _, c in conns}
+        for url in list(self._followed):
+            if url not in watched:
+                self._followed.discard(url)
+                self._policies.pop(url, None)
                 self._make_ways.pop(url, None)
                 self.event_log.unfollow(url)
         for _, conn in conns:
-            if conn.url not in self._policies:
-                self._policy(conn.url)
+            if conn.url not in self._followed:
+                self._followed.add(conn.url)
                 self.event_log.follow(conn)
                 self.tree.set_pinned(self.snapshots.pinned(conn.url), self._tree_key(conn.url))
         current = self.conn  # the first server when the current one went
         if self.window.poller is not current.poller:
             self.window.set_poller(current.poller)
             self.timeline.refresh()
+        else:  # one server or several: the table's dimming and the status bar's server
+            self.window.refresh_status()
         if self._chat_started:  # at start, start_chat lists the threads
             self.chat.servers_changed()
         self.snapshot_menu.update_actions()
@@ -397,13 +421,22 @@ class LmguiApp(QObject):
     def set_profiles(self, profiles: list[Profile]) -> None:
         """Watch exactly the enabled ``profiles`` from now on (Settings applied). What was in
         flight on a server no longer watched ends with a sentence."""
-        kept = {check_base_url(p.url) for p in profiles if p.enabled}
+        kept = set()
+        for p in profiles:
+            with contextlib.suppress(InvalidServerUrl):
+                if p.enabled:
+                    kept.add(check_base_url(p.url))
         for _, conn in self.fleet.connections():
             if conn.url not in kept:
                 self.actions.abandon_server(
                     conn.url, f"lmgui no longer watches {display_url(conn.url)}"
                 )
         self.fleet.set_profiles(profiles)
+        if not self.fleet.connections():  # the Settings dialog refuses this; a caller may not
+            self.fleet.set_profiles(self._profiles_of([], self.settings.server_url))
+        if self._paused:  # a server added while polling is paused waits like the others
+            for _, conn in self.fleet.connections():
+                conn.poller.stop()
         if self.fleet.started:
             self._update_poll_interval()
         self._sync_fleet()
@@ -507,7 +540,7 @@ class LmguiApp(QObject):
             )
         return FleetTrayState(
             servers=servers,
-            paused=not self.poller.running,
+            paused=self._paused,
             notifications_paused=self.notifier.paused,
             window_visible=self.window.isVisible(),
             loading=bool(self.actions.loading),
@@ -526,6 +559,7 @@ class LmguiApp(QObject):
         self.closed.set()
 
     def set_paused(self, paused: bool) -> None:
+        self._paused = paused
         for _, conn in self.fleet.connections():
             if paused:
                 conn.poller.stop()
@@ -674,10 +708,12 @@ class LmguiApp(QObject):
             self.tree.set_pinned(self.snapshots.pinned(conn.url), self._tree_key(conn.url))
         self._tray_changed()
 
-    def _on_snapshots_finished(self, sentence: str, ok: bool) -> None:
-        self.event_log.action(sentence, self.server_url)
+    def _on_snapshots_finished(self, sentence: str, ok: bool, url: str) -> None:
+        url = url or self.server_url
+        self.event_log.action(sentence, url)
         self.window.statusBar().showMessage(sentence, 20000)
-        self.notifier.say("snapshot", sentence, "lmgui" if ok else "lmgui: not all done", sentence)
+        title = self._titled(url, "lmgui" if ok else "lmgui: not all done")
+        self.notifier.say("snapshot", f"{url}|{sentence}", title, sentence)
         self._tray_changed()
 
     def _on_chat_used(self, url: str, instance_id: str) -> None:
@@ -724,7 +760,7 @@ class LmguiApp(QObject):
             if e.id is not None:
                 self._newest_event[""] = e.id
                 if e.identifier:
-                    self._newest_event[e.identifier] = e.id
+                    self._newest_event[f"{e.server}|{e.identifier}"] = e.id
 
     def open_timeline(self, event_id: int | None = None) -> None:
         """Show the window and the timeline, at ``event_id`` when given."""
@@ -754,7 +790,7 @@ class LmguiApp(QObject):
 
     def _notify(self, notices: list[Notice], url: str) -> None:
         if notices:
-            self._notice_key = notices[-1].key
+            self._notice_key = f"{url}|{notices[-1].key}"
         for n in notices:
             self.notifier.say(n.kind, f"{url}|{n.key}", self._titled(url, n.title), n.body)
 

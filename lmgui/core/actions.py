@@ -71,7 +71,8 @@ class Actions(QObject):
         self._expect_added: dict[tuple[str, str], float] = {}
         self._expect_removed: dict[tuple[str, str], float] = {}
         """By (server URL, instance id): two servers may well have instances of one name."""
-        self.unloading: set[str] = set()
+        self.unloading: set[tuple[str, str]] = set()
+        """(server URL, instance id) of the unloads in flight."""
         self._load_tasks: dict[int, asyncio.Task[LoadResult | None]] = {}
         self._unload_tasks: dict[asyncio.Task[list[str]], tuple[str, list[str]]] = {}
         self._ttl_timer = QTimer(self)
@@ -129,22 +130,6 @@ class Actions(QObject):
 
     # ------------------------------------------------------------------ tasks
 
-    async def abandon(self, reason: str) -> None:
-        """End every load and unload in flight, each with a sentence: ``reason`` says why
-        ("lmgui switched to another server")."""
-        loads = list(self.loading.values())
-        unloads = sorted(self.unloading)
-        await self.tasks.aclose()
-        self.tasks = TaskSet("actions", self.tasks.report)
-        for req in loads:
-            self.load_failed.emit(
-                req,
-                f"lmgui stopped following the load of {req.model_key}: {reason}; that server "
-                "may still finish it.",
-            )
-        for iid in unloads:
-            self.unload_failed.emit(iid, f"Unloading {iid} was not confirmed: {reason}.", "")
-
     def abandon_server(self, url: str, reason: str) -> None:
         """End the loads and unloads in flight on server ``url`` (it is no longer watched),
         each with a sentence: ``reason`` says why ("lmgui no longer watches …")."""
@@ -165,7 +150,7 @@ class Actions(QObject):
                 continue
             unload.cancel()
             del self._unload_tasks[unload]
-            self.unloading.difference_update(ids)
+            self.unloading.difference_update((url, iid) for iid in ids)
             for iid in ids:
                 self.unload_failed.emit(iid, f"Unloading {iid} was not confirmed: {reason}.", url)
         self.pending_changed.emit()
@@ -252,7 +237,7 @@ class Actions(QObject):
         url = self._url(server)
         for iid in instance_ids:
             self._expect_removed[(url, iid)] = now + EXPECT_SECONDS
-            self.unloading.add(iid)
+            self.unloading.add((url, iid))
         self.pending_changed.emit()
         what = f"Unloading {', '.join(instance_ids)}"
         task = self.tasks.spawn(self._unload(list(instance_ids), url), what)
@@ -290,7 +275,7 @@ class Actions(QObject):
                     self.unload_finished.emit(iid, url)
             return gone
         finally:
-            self.unloading.difference_update(ids)
+            self.unloading.difference_update((url, iid) for iid in ids)
             self.pending_changed.emit()
 
     @staticmethod
@@ -318,7 +303,9 @@ class Actions(QObject):
             # The last poll's records: what the server says of each instance (its own TTL,
             # busy, last use) spares it from lmgui's TTL.
             polled = (i for _, i in conn.poller.snapshot.instances)
-            expired = [iid for iid in conn.ledger.expired(polled) if iid not in self.unloading]
+            expired = [
+                iid for iid in conn.ledger.expired(polled) if (conn.url, iid) not in self.unloading
+            ]
             if expired:
                 for iid in expired:
                     self.ttl_expired.emit(iid, conn.url)

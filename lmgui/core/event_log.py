@@ -124,8 +124,12 @@ class EventLog(QObject):
     # ------------------------------------------------------------------ what lmgui did
 
     def _recorder(self, server: str) -> EventRecorder | None:
+        """``server``'s recorder ("": the first followed); None for a server not followed (what
+        happened there is no event of the servers lmgui watches)."""
+        if not server:
+            return self.recorder
         f = self._followed.get(server)
-        return f.recorder if f is not None else self.recorder
+        return f.recorder if f is not None else None
 
     def load_failed(self, model_key: str, message: str, server: str = "") -> None:
         recorder = self._recorder(server)

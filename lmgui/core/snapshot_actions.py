@@ -37,8 +37,8 @@ T = TypeVar("T")
 class SnapshotActions(QObject):
     progress = Signal(str)
     """A step of a free or restore in progress, as a sentence."""
-    finished = Signal(str, bool)
-    """(the summary sentence, True when everything asked for was done)"""
+    finished = Signal(str, bool, str)
+    """(the summary sentence, True when everything asked for was done, the server's URL)"""
     changed = Signal()
     """The snapshots, the pins or ``working`` changed (menus and the tray rebuild)."""
 
@@ -85,10 +85,13 @@ class SnapshotActions(QObject):
         return self.store_for(self._connection(server)).pinned()
 
     def set_pinned(self, identifier: str, pinned: bool, server: str = "") -> None:
+        conn = self._connection(server)
         try:
-            self.store_for(self._connection(server)).set_pinned(identifier, pinned)
+            self.store_for(conn).set_pinned(identifier, pinned)
         except OSError as exc:
-            self.finished.emit(f"lmgui cannot keep the pin: {exc.strerror or exc}.", False)
+            self.finished.emit(
+                f"lmgui cannot keep the pin: {exc.strerror or exc}.", False, conn.url
+            )
             return
         self.changed.emit()
 
@@ -110,7 +113,11 @@ class SnapshotActions(QObject):
         try:
             self.store.remove(name)
         except OSError as exc:
-            self.finished.emit(f"lmgui cannot forget the snapshot: {exc.strerror or exc}.", False)
+            self.finished.emit(
+                f"lmgui cannot forget the snapshot: {exc.strerror or exc}.",
+                False,
+                self._connection("").url,
+            )
         else:
             self.changed.emit()
 
@@ -119,18 +126,18 @@ class SnapshotActions(QObject):
     def free_gpu(self, server: str = "") -> asyncio.Task[FreeSummary | None]:
         """Save ``server``'s loaded set as "before freeing" and unload all but the pinned (the
         caller has asked about busy instances)."""
-        return self.tasks.spawn(self._run(self._free(server)), "Freeing the GPU")
+        return self.tasks.spawn(self._run(self._free(server), server), "Freeing the GPU")
 
     def restore(self, name: str = FREEING, server: str = "") -> asyncio.Task[RestoreSummary | None]:
-        return self.tasks.spawn(self._run(self._restore(name, server)), f"Restoring {name}")
+        return self.tasks.spawn(self._run(self._restore(name, server), server), f"Restoring {name}")
 
-    async def _run(self, work: Awaitable[T]) -> T | None:
+    async def _run(self, work: Awaitable[T], server: str) -> T | None:
         self.working = True
         self.changed.emit()
         try:
             return await work
         except ApiError as exc:
-            self.finished.emit(str(exc), False)
+            self.finished.emit(str(exc), False, server)
             return None
         finally:
             self.working = False
@@ -151,12 +158,13 @@ class SnapshotActions(QObject):
                 f"lmgui cannot save the loaded set ({exc.strerror or exc}), so it unloaded "
                 "nothing.",
                 False,
+                conn.url,
             )
             return None
         for iid in summary.unloaded:
             conn.ledger.forget(iid)
         conn.poller.poke()
-        self.finished.emit(summary.sentence(), not summary.failed)
+        self.finished.emit(summary.sentence(), not summary.failed, conn.url)
         return summary
 
     async def _restore(self, name: str, server: str) -> RestoreSummary | None:
@@ -164,7 +172,7 @@ class SnapshotActions(QObject):
         store = self.store_for(conn)
         saved = store.get(name)
         if saved is None:
-            self.finished.emit(f'There is no snapshot called "{name}".', False)
+            self.finished.emit(f'There is no snapshot called "{name}".', False, conn.url)
             return None
         client = await conn.ready()
         self._actions.expect("added", [i.identifier for i in saved.instances], conn.url)
@@ -179,7 +187,7 @@ class SnapshotActions(QObject):
         if name == FREEING and summary.ok:
             store.remove(FREEING)  # restored in full: the tray's Restore has been used
         conn.poller.poke()
-        self.finished.emit(summary.sentence(), summary.ok)
+        self.finished.emit(summary.sentence(), summary.ok, conn.url)
         return summary
 
     async def aclose(self) -> None:

@@ -207,6 +207,8 @@ class _Section:
     offline: bool = False
     vram_total: int | None = None
     """What its instances' VRAM is counted against (measured, budget or its own survey)."""
+    ticking: bool = False
+    """A row of it has a mark or a countdown: the 1 s tick is needed."""
 
 
 @dataclass
@@ -643,7 +645,7 @@ class ModelTreeModel(QStandardItemModel):
             node = self._new_node(sec, m, check, now)
             parent.appendRow(node.items)
         self._refresh_server_row(sec)
-        self._arm_tick()
+        self._arm_tick(sec)
 
     def _fill(self, sec: _Section, models: Iterable[Model]) -> None:
         """A server's first rows: one reset with one server, one insert with several, never
@@ -665,7 +667,7 @@ class ModelTreeModel(QStandardItemModel):
                 taken[0].appendRow(self._new_node(sec, m, _always, 0.0).items)
             self._refresh_server_row(sec)
             self.insertRow(row, taken)
-        self._arm_tick()
+        self._arm_tick(sec)
 
     def _new_node(self, sec: _Section, m: Model, expected: Expected, now: float) -> _Node:
         node = _Node(m, _new_items(), sec)
@@ -777,7 +779,7 @@ class ModelTreeModel(QStandardItemModel):
                 if hit:
                     self._refresh_model_row(node)
             self._refresh_server_row(sec)
-        self._arm_tick()
+        self._arm_tick(sec)
 
     def set_pinned(self, pinned: set[str], url: str | None = None) -> None:
         """The instances the user pinned (kept when the GPU is freed or room is made)."""
@@ -800,13 +802,17 @@ class ModelTreeModel(QStandardItemModel):
 
     # ------------------------------------------------------------------ marks and countdowns
 
-    def _arm_tick(self) -> None:
-        needed = any(
-            r.mark or self._counts_down(n, r)
-            for n in self._nodes()
-            if n.instances
-            for r in n.instances.values()
-        )
+    def _arm_tick(self, sec: _Section | None = None) -> None:
+        """Run the 1 s tick while any row needs it. ``sec``: only that server's rows changed
+        (the others' answer is kept, so a poll of one server never walks every server)."""
+        for one in (sec,) if sec is not None else self._sections.values():
+            one.ticking = any(
+                r.mark or self._counts_down(n, r)
+                for n in one.nodes.values()
+                if n.instances
+                for r in n.instances.values()
+            )
+        needed = any(one.ticking for one in self._sections.values())
         if needed and not self._tick.isActive():
             self._tick.start()
         elif not needed:

@@ -48,8 +48,9 @@ class UnloadScope(Enum):
 
 
 class DialogWiring(QObject):
-    instance_chosen = Signal(str)
-    """A load dialog's "use loaded" picked this instance id instead of loading another copy."""
+    instance_chosen = Signal(str, str)
+    """A load dialog's "use loaded" picked this instance (id, its server's URL) instead of
+    loading another copy."""
 
     def __init__(
         self,
@@ -98,9 +99,12 @@ class DialogWiring(QObject):
         return server or self._server()
 
     def _tree_url(self, server: str) -> str | None:
-        """The tree's key for ``server`` (None: its only server, when it was never told)."""
-        url = self._url(server)
-        return url if url and any(s.url == url for s in self.tree.servers()) else None
+        """The tree's key for ``server``: None only for a tree never told its servers (its one
+        section); a server the tree does not show has no models there, never another's."""
+        servers = self.tree.servers()
+        if len(servers) == 1 and not servers[0].url:
+            return None
+        return self._url(server)
 
     def vram_context(self, server: str = "") -> VramContext:
         """What a load dialog's fit check compares against, for ``server`` ("": the current
@@ -122,7 +126,13 @@ class DialogWiring(QObject):
 
     def refresh(self) -> None:
         """Fresh server state for every open load dialog (once per poll)."""
+        shown = {s.url for s in self.tree.servers()}
         for dialog in self.load_dialogs:
+            if dialog.server and dialog.server not in shown:  # switched off while it was open
+                gone, dialog_url = dialog.server, self._url("")
+                dialog.set_servers(self._server_choices(dialog_url), dialog_url)
+                self._on_dialog_server_changed(dialog, dialog_url)
+                self._say(f"lmgui no longer watches {gone}: the load dialog shows another.", 8000)
             dialog.set_servers(self._server_choices(dialog.server), dialog.server)
             dialog.set_vram(self.vram_context(dialog.server))
             dialog.set_models(self.tree.models(self._tree_url(dialog.server)))
@@ -168,7 +178,9 @@ class DialogWiring(QObject):
         dialog.set_estimator(self._estimate)
         dialog.load_requested.connect(self._on_dialog_load_requested)
         dialog.make_room_requested.connect(self._on_dialog_make_room_requested)
-        dialog.use_loaded.connect(self.instance_chosen)
+        dialog.use_loaded.connect(
+            lambda iid, d=dialog: self.instance_chosen.emit(iid, self._url(d.server))
+        )
         dialog.finished.connect(lambda _=0, d=dialog: self._forget_dialog(d))
         self.load_dialogs.append(dialog)
         dialog.set_room_planner(functools.partial(self._plan_room, dialog))

@@ -349,6 +349,8 @@ class LoadDialog(QDialog):
     def set_servers(self, servers: list[tuple[str, str]], current: str) -> None:
         """The servers to pick from ((URL, label with its free VRAM), in order) and the one
         picked; shown only with more than one."""
+        if servers and current not in [url for url, _ in servers]:
+            current = servers[0][0]  # the picker and the load never name different servers
         self._server = current
         box = self.server_box
         if [box.itemData(i) for i in range(box.count())] == [url for url, _ in servers]:

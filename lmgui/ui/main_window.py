@@ -222,7 +222,7 @@ class MainWindow(QMainWindow):
             instance_infos=instance_infos,
             server=server_url,
         )
-        self.dialogs.instance_chosen.connect(self.select_instance)
+        self.dialogs.instance_chosen.connect(self.select_instance)  # (id, its server)
         self._build_status_bar()
 
         self.proxy.rowsInserted.connect(self._on_proxy_rows_inserted)
@@ -374,13 +374,20 @@ class MainWindow(QMainWindow):
         rows = self._rows()
         if rows:
             return str(rows[0].data(Role.SERVER) or "")
-        return self._focused or self._server_url()
+        if self._focused and any(s.url == self._focused for s in self.tree.servers()):
+            return self._focused
+        return self._server_url()  # the selected server went (removed or switched off)
 
     def select_instance(self, instance_id: str, server: str | None = None) -> None:
         idx = self.proxy.mapFromSource(self.tree.instance_index(instance_id, server or None))
         if idx.isValid():
             self.view.expand(idx.parent())
             self.view.setCurrentIndex(idx)
+
+    def refresh_status(self) -> None:
+        """The status bar and the table's dimming again (the servers changed: one or several,
+        a server renamed)."""
+        self._on_poller_status_changed(self.poller.status)
 
     def set_fleet_line(self, text: str) -> None:
         """The fleet's totals in the status bar ("" hides them: one server)."""

@@ -126,7 +126,7 @@ async def test_a_notification_opens_the_timeline_at_its_event(
         async with httpx.AsyncClient(base_url=sim.url) as other:
             r = await other.post("/api/v1/models/load", json={"model": "qwen/qwen3-4b"})
             assert r.status_code == 200
-        await wait_for(lambda: "qwen/qwen3-4b" in app._newest_event)
+        await wait_for(lambda: f"{app.server_url}|qwen/qwen3-4b" in app._newest_event)
         app.tray.icon.messageClicked.emit()  # "qwen/qwen3-4b was loaded by another app"
         await wait_for(lambda: app.timeline.isVisible())
 

@@ -6,9 +6,12 @@ Real simulators on loopback ports, the real app on the qasync loop."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+import pytest
 from PySide6.QtCore import QModelIndex
 from pytestqt.qtbot import QtBot
 
@@ -16,7 +19,7 @@ from lmgui.app import LmguiApp
 from lmgui.core.fleet_state import fleet_icon_name
 from lmgui.core.paths import AppPaths
 from lmgui.core.profiles import Profile, ProfileStore
-from lmgui.core.settings import SettingsValues
+from lmgui.core.settings import Settings, SettingsValues
 from lmgui.core.status import ConnectionState
 from lmgui.qtmodels.model_tree import Column, Role, RowKind, ServerRecord
 from lmgui.sim import SimConfig, Simulator
@@ -298,3 +301,123 @@ async def test_settings_add_a_server_with_a_token_and_one_switched_off(
         )
         await wait_for(lambda: app.tree.filled(off.url))
         assert len(server_rows(app)) == 3
+
+
+async def test_a_load_dialog_open_on_a_server_switched_off_moves_to_a_watched_one(
+    qtbot: QtBot, paths: AppPaths, make_sim: SimFactory
+) -> None:
+    a, b, c = make_sim(), make_sim(), make_sim()
+    profiles = (Profile("a", a.url), Profile("b", b.url), Profile("c", c.url))
+    async with fleet_app(qtbot, paths, *profiles) as app:
+        app.settings.vram_budget_gb = 24.0  # the fit check plans room: it reads the pins
+        await wait_for(lambda: all(app.tree.filled(s.url) for s in (a, b, c)))
+        select(app, app.tree.model_index("qwen/qwen3-4b", b.url))
+        dialog = app.window.open_load_dialog()
+        assert dialog is not None and dialog.server == b.url
+        app.apply_settings(
+            SettingsValues(a.url, None, 100, 24.0, True, profiles=(profiles[0], profiles[2]))
+        )
+        # No error: the dialog now names and loads on a server lmgui watches.
+        await wait_for(lambda: dialog.server == app.server_url)
+        assert dialog.server != b.url
+        assert dialog.server_box.currentData() == dialog.server
+        assert app.window.selected_server() != b.url  # the selection's server went too
+        dialog.load_button.click()
+        await wait_for(lambda: bool(loaded_ids(a) or loaded_ids(c)))
+        assert not loaded_ids(b)
+
+
+async def test_use_loaded_selects_the_instance_on_the_dialogs_server(
+    qtbot: QtBot, paths: AppPaths, make_sim: SimFactory
+) -> None:
+    a, b = make_sim(), make_sim()
+    for sim in (a, b):
+        sim.state.finish_load(sim.state.begin_load("google/gemma-3-270m", {}).id)
+    async with fleet_app(qtbot, paths, Profile("a", a.url), Profile("b", b.url)) as app:
+        await wait_for(lambda: app.tree.instance_index("google/gemma-3-270m", b.url).isValid())
+        await wait_for(lambda: app.tree.instance_index("google/gemma-3-270m", a.url).isValid())
+        select(app, app.tree.model_index("google/gemma-3-270m", b.url))
+        dialog = app.window.open_load_dialog()
+        assert dialog is not None and dialog.use_existing.isChecked()
+        dialog.load_button.click()  # "Use loaded"
+        current = app.window.proxy.mapToSource(app.window.view.currentIndex())
+        assert current == app.tree.instance_index("google/gemma-3-270m", b.url)
+        assert app.server_url == b.url
+
+
+async def test_switching_views_between_one_server_and_several(
+    qtbot: QtBot, paths: AppPaths, make_sim: SimFactory
+) -> None:
+    live = make_sim()
+    dead = "http://127.0.0.1:9"  # nothing listens there
+    async with fleet_app(qtbot, paths, Profile("dead", dead)) as app:
+        conn = app.fleet.connections()[0][1]
+        await wait_for(lambda: conn.poller.status.state is ConnectionState.UNREACHABLE)
+        assert app.tree.dimmed  # one server offline: the table greys
+        # A live server joins: every server has its row, the view is not greyed as a whole.
+        app.set_profiles([Profile("dead", dead), Profile("live", live.url)])
+        await wait_for(lambda: app.tree.filled(live.url))
+        assert app.tree.fleet and not app.tree.dimmed
+        # Pausing holds every server, and one added while paused waits too.
+        app.set_paused(True)
+        other = make_sim()
+        app.set_profiles(
+            [Profile("dead", dead), Profile("live", live.url), Profile("other", other.url)]
+        )
+        added = app.fleet.connection(other.url)
+        assert added is not None and not added.poller.running
+        assert app.tray_state().paused
+        app.set_paused(False)
+        await wait_for(lambda: app.tree.filled(other.url))
+        # Back to the dead one alone: greyed again.
+        app.set_profiles([Profile("dead", dead)])
+        await wait_for(lambda: not app.tree.fleet)
+        assert app.tree.dimmed
+
+
+async def test_a_server_switched_off_and_on_again_is_recorded_again(
+    qtbot: QtBot, paths: AppPaths, make_sim: SimFactory
+) -> None:
+    a, b = make_sim(), make_sim()
+    both = [Profile("a", a.url), Profile("b", b.url)]
+    async with fleet_app(qtbot, paths, *both) as app:
+        await wait_for(lambda: app.tree.filled(a.url) and app.tree.filled(b.url))
+        app.set_profiles(both[:1])
+        app.set_profiles(both)
+        await wait_for(lambda: app.tree.filled(b.url))
+        recorded: list[Any] = []
+        app.event_log.recorded.connect(recorded.extend)
+        async with httpx.AsyncClient(base_url=b.url) as other:
+            r = await other.post("/api/v1/models/load", json={"model": "qwen/qwen3-4b"})
+            assert r.status_code == 200
+        await wait_for(
+            lambda: any(e.server == b.url and e.identifier == "qwen/qwen3-4b" for e in recorded)
+        )
+
+
+async def test_the_environments_token_goes_to_the_default_server_only(
+    qtbot: QtBot, paths: AppPaths, make_sim: SimFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, lab = make_sim(token=TOKEN), make_sim()
+    Settings(paths.config_dir / "lmgui.ini").server_url = home.url
+    monkeypatch.setenv("LM_API_TOKEN", TOKEN)
+    # The lab comes first in the list; the token is still the home server's.
+    async with fleet_app(qtbot, paths, Profile("lab", lab.url), Profile("home", home.url)) as app:
+        await wait_for(lambda: server_cell(app, home.url, Column.STATE) == "Connected")
+        await wait_for(lambda: app.tree.filled(lab.url))
+        assert not any(TOKEN in str(r.headers) for r in lab.requests)
+
+
+async def test_profiles_without_a_usable_address_start_on_the_default_server(
+    qtbot: QtBot, paths: AppPaths, make_sim: SimFactory
+) -> None:
+    home = make_sim()
+    Settings(paths.config_dir / "lmgui.ini").server_url = home.url
+    (paths.config_dir / "servers.json").write_text(
+        json.dumps({"version": 1, "servers": [{"name": "typo", "url": "http://host:99999"}]})
+    )
+    app = LmguiApp(paths, poll_ms=100)
+    try:
+        assert [c.url for _, c in app.fleet.connections()] == [home.url]
+    finally:
+        await app.shutdown()
