@@ -83,6 +83,7 @@ async def bench(
     interval_ms: int,
     profile: str | None = None,
     hidden_ms: int | None = None,
+    sim_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     common = [
         "--synthetic-models",
@@ -91,6 +92,7 @@ async def bench(
         "100000",
         "--load-seconds-per-gb",
         "0",
+        *sim_args,
     ]
     with (
         sim_processes([list(common) for _ in range(servers)]) as urls,
@@ -192,6 +194,12 @@ def main() -> None:
         help="poll this often while hidden (the Settings' hidden rate, 5000 by default); "
         "default: --interval-ms",
     )
+    p.add_argument(
+        "--sim-arg",
+        action="append",
+        default=[],
+        help="an extra lmgui-sim argument for every server (e.g. --sim-arg=--no-sdk-api)",
+    )
     args = p.parse_args()
     qt_app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(qt_app, QApplication)
@@ -204,6 +212,7 @@ def main() -> None:
             args.interval_ms,
             args.profile,
             args.hidden_interval_ms,
+            tuple(args.sim_arg),
         )
     )
     if args.json:
