@@ -11,25 +11,12 @@ server).
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests_x11 import xsession
-
-DOCS = Path(__file__).resolve().parent
-
-
-async def until(condition: Callable[[], bool], within: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError("the fleet did not reach the expected state")
-        await asyncio.sleep(0.05)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shots import DOCS, run_in_x11, until
 
 
 async def main() -> int:
@@ -106,16 +93,4 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    if not xsession.available():
-        sys.exit("needs Xvfb, trayer and xdotool: apt-get install xvfb trayer xdotool")
-    procs = xsession.start()
-    try:
-        os.environ.setdefault("QT_API", "pyside6")
-        import qasync
-        from PySide6.QtWidgets import QApplication
-
-        QApplication.instance() or QApplication(sys.argv[:1])
-        code = qasync.run(main())
-    finally:
-        xsession.stop(procs)
-    sys.exit(code)
+    sys.exit(run_in_x11(main))
