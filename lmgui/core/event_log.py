@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QObject, Signal, SignalInstance
 
 from lmgui.core.connection import ServerConnection
-from lmgui.core.event_store import AsyncEventStore
+from lmgui.core.event_store import AsyncEventStore, sample_due
 from lmgui.core.events import Event, EventRecorder, Sample
 from lmgui.core.poller import PollStatus
 from lmgui.core.snapshot import Snapshot, SnapshotDiff
@@ -37,6 +37,8 @@ class _Followed:
     recorder: EventRecorder
     seen: Snapshot = field(default_factory=Snapshot)
     filled: bool = False
+    last_sample: tuple[float, int] | None = None
+    """When the last chart point was kept, and its instance count."""
     slots: list[tuple[SignalInstance, Callable[..., None]]] = field(default_factory=list)
 
 
@@ -119,6 +121,11 @@ class EventLog(QObject):
             measured_bytes=sum(g.used_bytes for g in gpus) if gpus else None,
             budget_bytes=total,
         )
+        # The store's rule, asked here first: most polls keep no point, and asking the store's
+        # thread costs a hop per poll per server.
+        if not sample_due(f.last_sample, sample):
+            return
+        f.last_sample = (sample.at, sample.instances)
         self.tasks.spawn(self.store.sample(sample), "Keeping a chart point")
 
     # ------------------------------------------------------------------ what lmgui did

@@ -31,6 +31,7 @@ __all__ = [
     "AsyncEventStore",
     "EventFilter",
     "EventStore",
+    "sample_due",
 ]
 
 T = TypeVar("T")
@@ -131,6 +132,12 @@ def _event(row: Sequence[Any]) -> Event:
     )
 
 
+def sample_due(last: tuple[float, int] | None, s: Sample) -> bool:
+    """Whether chart point ``s`` is kept after ``last`` (its server's last kept point: when,
+    how many instances): not within a minute of it with the same number of instances."""
+    return last is None or s.at - last[0] >= SAMPLE_EVERY_SECONDS or last[1] != s.instances
+
+
 class EventStore:
     def __init__(self, path: Path | str, *, wall: Callable[[], float] = time.time) -> None:
         self.path = path
@@ -178,8 +185,7 @@ class EventStore:
     def sample(self, s: Sample) -> bool:
         """Keep a chart point, unless one for that server came less than a minute ago with the
         same number of instances. Returns whether it was kept."""
-        last = self._last_sample.get(s.server)
-        if last is not None and s.at - last[0] < SAMPLE_EVERY_SECONDS and last[1] == s.instances:
+        if not sample_due(self._last_sample.get(s.server), s):
             return False
         self._last_sample[s.server] = (s.at, s.instances)
         self.db.execute(
