@@ -158,8 +158,12 @@ def test_the_old_settings_value_is_migrated_once(tmp_path: Path, qapp: object) -
     assert not store.exists()
 
     s = Settings(config / "lmgui.ini")
-    migrated = [Profile("Home", "http://127.0.0.1:1234"), Profile("Lab", "http://lab:1")]
-    assert s.profiles == migrated and all(p.enabled for p in migrated)
+    s.server_url = "http://127.0.0.1:1234"  # the one in use: watched; the others switched off
+    migrated = [
+        Profile("Home", "http://127.0.0.1:1234"),
+        Profile("Lab", "http://lab:1", enabled=False),
+    ]
+    assert s.profiles == migrated
     assert store.all() == migrated
     # From now on servers.json is the truth: the old value is not read again.
     s.profiles = [Profile("Lab", "http://lab:1")]
@@ -172,3 +176,33 @@ def test_no_profiles_anywhere_reads_as_the_current_server(tmp_path: Path, qapp: 
     s.server_url = "127.0.0.1:5555"
     assert s.profiles == [Profile("Local", "http://127.0.0.1:5555")]
     assert not (config / SERVERS_FILE).exists()
+
+
+def test_profiles_from_before_the_fleet_watch_only_the_server_in_use(
+    tmp_path: Path, qapp: object
+) -> None:
+    """A version 1 file (profiles were servers to switch to, every flag true): after the
+    upgrade lmgui watches the server it was using, as before, not every profile at once."""
+    config = AppPaths.under(tmp_path).config_dir
+    config.mkdir(parents=True, exist_ok=True)
+    (config / SERVERS_FILE).write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "servers": [
+                    {"name": "Home", "url": "http://127.0.0.1:1234", "enabled": True},
+                    {"name": "Lab", "url": "http://lab:1", "enabled": True},
+                ],
+            }
+        )
+    )
+    s = Settings(config / "lmgui.ini")
+    s.server_url = "http://lab:1"
+    assert s.profiles == [
+        Profile("Home", "http://127.0.0.1:1234", enabled=False),
+        Profile("Lab", "http://lab:1"),
+    ]
+    # Once: the file is version 2 now, and a flag the user sets later stays.
+    assert ProfileStore(config / SERVERS_FILE).version() == 2
+    s.profiles = [Profile("Home", "http://127.0.0.1:1234"), Profile("Lab", "http://lab:1")]
+    assert all(p.enabled for p in Settings(config / "lmgui.ini").profiles)

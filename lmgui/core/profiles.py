@@ -32,7 +32,10 @@ log = logging.getLogger(__name__)
 SERVERS_FILE = "servers.json"
 """The profiles' file name in the config folder."""
 
-_VERSION = 1
+_VERSION = 2
+"""2: the enabled flag means "watch this server" (lmgui watches every enabled server at once).
+In a version 1 file (lmgui before the fleet, where a profile was only a server to switch to)
+the flag meant nothing: ``Settings.profiles`` turns it into "watch only the server in use"."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,15 @@ class ProfileStore:
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    def version(self) -> int | None:
+        """The file's format version (None: no file, or none readable)."""
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        version = raw.get("version") if isinstance(raw, dict) else None
+        return version if isinstance(version, int) and not isinstance(version, bool) else None
 
     def all(self) -> list[Profile]:
         """Every profile in the file's order; what lmgui cannot read is left out (and logged)."""

@@ -6,6 +6,7 @@ under its own keys through ``value``/``set_value``; everything else has a typed 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -239,6 +240,8 @@ class Settings:
         store = ProfileStore(self.profiles_path)
         if not store.exists():
             self._migrate_profiles(store)
+        elif store.version() == 1:
+            self._watch_only_the_server_in_use(store)
         return store.all() or [Profile("Local", self.server_url)]
 
     @profiles.setter
@@ -256,6 +259,17 @@ class Settings:
         except OSError as exc:
             log.warning("cannot save the server profiles to %s: %s", store.path, exc)
 
+    def _watch_only_the_server_in_use(self, store: ProfileStore) -> None:
+        """Profiles from before the fleet were servers to switch to, not to watch together:
+        after the upgrade lmgui watches the one it was using, as before, and the others are
+        switched off until the user ticks them (once; the file is then saved as version 2)."""
+        in_use = normalize_base_url(self.server_url)
+        profiles = [dataclasses.replace(p, enabled=p.url == in_use) for p in store.all()]
+        try:
+            store.save(profiles)
+        except OSError as exc:
+            log.warning("cannot save the server profiles to %s: %s", store.path, exc)
+
     def _migrate_profiles(self, store: ProfileStore) -> None:
         """An older lmgui kept the profiles in this INI file (``server/profiles``): copy them to
         ``servers.json`` once. The INI value is left for an older lmgui to read."""
@@ -264,8 +278,13 @@ class Settings:
             data = json.loads(str(raw)) if raw else []
         except ValueError:
             data = []
+        in_use = normalize_base_url(self.server_url)
         old = [
-            Profile(str(p[0]).strip(), normalize_base_url(str(p[1])))
+            Profile(
+                str(p[0]).strip(),
+                url := normalize_base_url(str(p[1])),
+                enabled=url == in_use,  # servers to switch to then: watch the one in use
+            )
             for p in (data if isinstance(data, list) else [])
             if isinstance(p, list) and len(p) == 2 and str(p[0]).strip() and str(p[1]).strip()
         ]
