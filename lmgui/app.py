@@ -398,7 +398,7 @@ class LmguiApp(QObject):
             if conn.url not in self._followed:
                 self._followed.add(conn.url)
                 self.event_log.follow(conn)
-                self.tree.set_pinned(self.snapshots.pinned(conn.url), self._tree_key(conn.url))
+                self.tree.set_pinned(self.snapshots.pinned(conn.url), conn.url)
         current = self.conn  # the first server when the current one went
         if self.window.poller is not current.poller:
             self.window.set_poller(current.poller)
@@ -409,9 +409,6 @@ class LmguiApp(QObject):
             self.chat.servers_changed()
         self.snapshot_menu.update_actions()
         self._update_fleet_line()
-
-    def _tree_key(self, url: str) -> str | None:
-        return url if any(s.url == url for s in self.tree.servers()) else None
 
     def _fill_tree(self, conn: ServerConnection) -> None:
         self.tree.apply(snapshot_diff(Snapshot(), conn.poller.snapshot), url=conn.url)
@@ -705,7 +702,7 @@ class LmguiApp(QObject):
 
     def _on_snapshots_changed(self) -> None:
         for _, conn in self.fleet.connections():
-            self.tree.set_pinned(self.snapshots.pinned(conn.url), self._tree_key(conn.url))
+            self.tree.set_pinned(self.snapshots.pinned(conn.url), conn.url)
         self._tray_changed()
 
     def _on_snapshots_finished(self, sentence: str, ok: bool, url: str) -> None:
@@ -833,8 +830,7 @@ class LmguiApp(QObject):
         conn = self.fleet.connection(url)
         if conn is None:
             return
-        key = self._tree_key(url)
-        first = not self.tree.filled(url) if key is not None else not self.tree.models()
+        first = not self.tree.filled(url)  # the tree always knows the watched servers
 
         def expected(kind: str, iid: str, model_key: str) -> bool:
             return self.actions.expected(kind, iid, model_key, url)
@@ -843,7 +839,7 @@ class LmguiApp(QObject):
             policy = self._policy(url)
             self._notify(policy.vanished(diff, expected, conn.ledger.infos()), url)
             self._notify(policy.appeared(diff, expected), url)
-        self.tree.apply(diff, expected, key)
+        self.tree.apply(diff, expected, url)
         self.chat.models_changed(url)
         if first:
             # What start-up and each server's first fill built lives as long as the window: keep
@@ -851,7 +847,7 @@ class LmguiApp(QObject):
             # then (ten servers of 200 models: a full pass took 20-40 ms).
             gc.freeze()
         conn.ledger.sync(snapshot, conn.poller.snapshot_asked_at)
-        self.tree.set_instance_info(conn.ledger.infos(), key)
+        self.tree.set_instance_info(conn.ledger.infos(), url)
 
     # ------------------------------------------------------------------ settings
 
