@@ -11,12 +11,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from shots import DOCS, run_in_x11, until
+from shots import grab_tray_menu, run_in_x11, until
 
 
 async def main() -> int:
-    from PySide6.QtCore import QRect
-    from PySide6.QtGui import QGuiApplication
 
     from lmgui.app import LmguiApp
     from lmgui.core.actions import LoadRequest
@@ -46,22 +44,7 @@ async def main() -> int:
             )
         )
         await asyncio.sleep(0.5)
-        app.notifier.paused = False  # as a user has it (no notification comes now)
-        icon = app.tray.icon.geometry()
-        click = await asyncio.create_subprocess_exec(
-            "xdotool", "mousemove", str(icon.center().x()), str(icon.center().y()), "click", "3"
-        )
-        await click.wait()
-        await until(app.tray.menu.isVisible)
-        await asyncio.sleep(0.5)
-        menu = app.tray.menu.geometry()
-        area = QRect(menu.left() - 10, 0, 1280 - menu.left() + 10, menu.bottom() + 10)
-        shot = QGuiApplication.primaryScreen().grabWindow(
-            0, area.x(), area.y(), area.width(), area.height()
-        )
-        shot.save(str(DOCS / "tray-menu.png"))
-        print("wrote", DOCS / "tray-menu.png")
-        app.tray.menu.hide()
+        await grab_tray_menu(app, "tray-menu.png")
         other.cancel()
         await asyncio.gather(other, return_exceptions=True)
         app.quit()

@@ -42,3 +42,25 @@ def run_in_x11(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
         return code
     finally:
         xsession.stop(procs)
+
+
+async def grab_tray_menu(app: Any, name: str) -> None:
+    """Right-click ``app``'s tray icon (xdotool), wait for its menu, save the screen's top-right
+    corner around it as docs/``name``, close the menu. Notifications are switched back on first,
+    as a user has them (none may come meanwhile: a balloon over the icon takes the click)."""
+    from PySide6.QtGui import QGuiApplication
+
+    app.notifier.paused = False
+    icon = app.tray.icon.geometry()
+    click = await asyncio.create_subprocess_exec(
+        "xdotool", "mousemove", str(icon.center().x()), str(icon.center().y()), "click", "3"
+    )
+    await click.wait()
+    await until(app.tray.menu.isVisible)
+    await asyncio.sleep(0.5)  # drawn
+    menu = app.tray.menu.geometry()
+    left = menu.left() - 10
+    shot = QGuiApplication.primaryScreen().grabWindow(0, left, 0, 1280 - left, menu.bottom() + 10)
+    shot.save(str(DOCS / name))
+    print("wrote", DOCS / name)
+    app.tray.menu.hide()
