@@ -142,17 +142,15 @@ async def test_a_token_that_is_not_lm_studios_keeps_to_rest(make_sim: SimFactory
 async def test_an_error_on_the_channel_leaves_the_poll_to_rest(
     sim: Simulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import lmstudio
-    from lmstudio import async_api
-
     async with LMStudioClient(sim.url, lms=None) as c:
         await c.load("google/gemma-3-270m", ttl=60, identifier="g")
+        handler = sim.sdk.rpc_handler
 
-        async def refuse(*args: object, **kwargs: object) -> object:
-            raise lmstudio.LMStudioServerError("Unknown endpoint listLoaded")
+        def older_server(namespace: str, endpoint: str) -> object:
+            return None if endpoint == "listLoaded" else handler(namespace, endpoint)
 
-        # The narrow case the simulator does not produce: an rpcError on a poll's call.
-        monkeypatch.setattr(async_api._AsyncSession, "remote_call", refuse)
+        # A server without the endpoint: it answers the call with an rpcError.
+        monkeypatch.setattr(sim.sdk, "rpc_handler", older_server)
         models = await c.poll_models()
     assert models is not None and "g" in loaded(models)
     assert loaded(models)["g"].status is None, "REST's figures, without the channel's"
@@ -209,14 +207,17 @@ async def test_a_token_in_the_environment_is_never_sent_to_the_configured_server
     assert held and all(i.startswith("guest:") for i in held)
 
 
-async def test_a_server_slower_than_the_sdks_own_probe_keeps_to_rest(
+async def test_a_server_slower_than_the_sdks_own_probe_loads_over_rest_and_still_tells_the_truth(
     make_sim: SimFactory,
 ) -> None:
     sim = make_sim(latency_ms=1500)  # every answer takes 1.5 s: past the SDK's 1 s probe
     async with LMStudioClient(sim.url, lms=None) as c:
-        models = await c.poll_models()  # no error: the list, REST's figures
-        assert models is not None and any(m.key == "qwen/qwen3-4b" for m in models)
-        assert c.sdk is not None and c.sdk.unavailable is not None
+        result = await c.load("google/gemma-3-270m", ttl=600)  # no error: over REST
+        models = await c.poll_models()
+        assert c.sdk is not None and c.sdk.client_unavailable is not None
+    assert result.via == "rest"
+    # lmgui's own sockets wait as long as REST does: the poll has the channel's figures.
+    assert loaded(models)["google/gemma-3-270m"].status == "idle"
 
 
 async def test_opening_the_channel_builds_no_tls_context(

@@ -52,6 +52,7 @@ from lmgui.api.records import (
     parse_estimate,
     parse_hardware,
 )
+from lmgui.api.rpc import RpcSocket, first_line
 from lmgui.api.transport import Transport, tls_context
 
 __all__ = ["InstanceTruth", "SdkChannel", "is_lmstudio_token", "merge_truth"]
@@ -61,7 +62,10 @@ GREETING = "/lmstudio-greeting"
 GREETING_LIMIT = 4096
 """The greeting is ``{"lmstudio": true}``: anything longer is not LM Studio's."""
 RAW_MESSAGE_LIMIT = 1024 * 1024
-"""The largest message lmgui reads on a socket of its own (a hardware survey is a few KB)."""
+"""The largest message lmgui reads on a one-off socket (a hardware survey is a few KB)."""
+MESSAGE_LIMIT = 16 * 1024 * 1024
+"""The largest message lmgui reads on the poll's sockets: ``listLoaded`` sends about 0.6 kB an
+instance, so this is over 20,000 loaded instances."""
 _PARALLEL_KEY = "llm.load.numParallelSessions"
 """LM Studio's load config field for parallel sessions: the SDK's config has no name for it."""
 _NAMESPACES = ("llm", "embedding")
@@ -193,7 +197,8 @@ def _number(value: Any) -> float | None:
 
 
 class SdkChannel:
-    """The SDK channel of one server, opened on first use and kept open."""
+    """The SDK channel of one server: lmgui's own sockets for the calls a poll makes (opened on
+    first use and kept open), the official SDK's client for loads (opened on the first load)."""
 
     def __init__(
         self,
@@ -209,14 +214,21 @@ class SdkChannel:
         self._connect_seconds = connect_seconds
         self._call_seconds = call_seconds
         self._load_seconds = load_seconds
+        self._greeted = False
         self._client: lmstudio.AsyncClient | None = None
         self._opening: asyncio.Lock | None = None
+        self._sockets: dict[str, RpcSocket] = {}
+        """The poll's sockets by namespace, kept open; a broken one is opened again."""
+        self._sockets_opened = False
         self._offload: dict[str, float | None] = {}
         """GPU offload per instance reference: a load config never changes while it lives."""
         self._hardware: ServerHardware | None = None
         self._hardware_asked = False
         self.unavailable: str | None = None
         """Why there is no SDK channel (a phrase), once that is known."""
+        self.client_unavailable: str | None = None
+        """Why the SDK's own client cannot be used (loads keep to REST) where lmgui's sockets
+        can: the SDK probes the server with a 1 s timeout of its own, for one."""
         # Without a token the SDK is a guest; lmgui's own sockets are the same guest.
         self._guest = (f"guest:{uuid.uuid4()}", str(uuid.uuid4()))
         parts = urlsplit(transport.base_url)
@@ -230,24 +242,26 @@ class SdkChannel:
 
     @property
     def connected(self) -> bool:
-        return self._client is not None
+        """The channel has answered: lmgui's sockets were admitted (or the SDK's client was)."""
+        return self.unavailable is None and (self._sockets_opened or self._client is not None)
 
-    async def client(self) -> lmstudio.AsyncClient | None:
-        """The SDK client, connecting on first use; None when the server has no such channel.
-
-        A refused token raises ``AuthError``, as REST would."""
-        if self.unavailable is not None:
-            return None
-        if self._client is not None:
-            return self._client
+    def _lock(self) -> asyncio.Lock:
         if self._opening is None:
             self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._client is None and self.unavailable is None:
-                await self._open()
-        return self._client
+        return self._opening
 
-    async def _open(self) -> None:
+    async def _available(self) -> bool:
+        """The server greets as LM Studio (asked once); sets ``unavailable`` when it does not."""
+        if self.unavailable is not None:
+            return False
+        if self._greeted:
+            return True
+        async with self._lock():
+            if not self._greeted and self.unavailable is None:
+                await self._greet()
+        return self.unavailable is None
+
+    async def _greet(self) -> None:
         try:
             body = await self._transport.send(
                 "GET",
@@ -258,11 +272,25 @@ class SdkChannel:
             )
             greeting = msgspec.json.decode(body)
         except (ApiError, msgspec.DecodeError):
+            greeting = None
+        if isinstance(greeting, dict) and greeting.get("lmstudio") is True:
+            self._greeted = True
+        else:
             self.unavailable = "the server does not offer LM Studio's SDK channel"
-            return
-        if not (isinstance(greeting, dict) and greeting.get("lmstudio") is True):
-            self.unavailable = "the server does not offer LM Studio's SDK channel"
-            return
+
+    async def client(self) -> lmstudio.AsyncClient | None:
+        """The SDK's client (for loads), connecting on first use; None when the server has no
+        such channel. A refused token raises ``AuthError``, as REST would."""
+        if not await self._available() or self.client_unavailable is not None:
+            return None
+        if self._client is not None:
+            return self._client
+        async with self._lock():
+            if self._client is None and self.client_unavailable is None:
+                await self._open()
+        return self._client
+
+    async def _open(self) -> None:
         # "" and not None: with None the SDK would send $LMSTUDIO_API_TOKEN, a token meant for
         # whatever server that variable was set for, to this one.
         client = lmstudio.AsyncClient(self._host, api_token=self._token or "")
@@ -280,66 +308,90 @@ class SdkChannel:
                     f"{said} Check the token in lmgui's settings.",
                     server_message=said,
                 ) from None
-            self.unavailable = "the server's SDK channel refused the connection"
+            self.client_unavailable = "the server's SDK channel refused the SDK's connection"
         except (TimeoutError, lmstudio.LMStudioError, OSError, httpx.HTTPError):
             # httpx.HTTPError: the SDK probes the server with a 1 s timeout of its own.
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
-            self.unavailable = "the server's SDK channel does not answer"
+            self.client_unavailable = "the server's SDK channel does not answer the SDK"
         else:
             self._client = client
 
+    def _new_socket(self, namespace: str, max_bytes: int) -> RpcSocket:
+        return RpcSocket(
+            self._transport,
+            self._host,
+            namespace,
+            self._auth_message(),
+            has_token=bool(self._token),
+            max_bytes=max_bytes,
+            open_seconds=self._connect_seconds,
+            call_seconds=self._call_seconds,
+        )
+
+    async def _socket(self, namespace: str) -> RpcSocket:
+        """The poll's open socket to ``namespace``. The first opening that fails (the server
+        greets as LM Studio but its sockets do not answer: a proxy that forwards only HTTP)
+        leaves the channel unavailable; after that, a socket that broke is opened again at its
+        next use, and a failure to do so is that call's error."""
+        sock = self._sockets.get(namespace)
+        if sock is not None and not sock.closed:
+            return sock
+        async with self._lock():
+            sock = self._sockets.get(namespace)
+            if sock is not None and not sock.closed:
+                return sock
+            if sock is not None:
+                await sock.aclose()
+            sock = self._new_socket(namespace, MESSAGE_LIMIT)
+            try:
+                await sock.open()
+            except AuthError:
+                raise
+            except ApiError:
+                if not self._sockets_opened:
+                    self.unavailable = "the server's SDK channel does not answer"
+                raise
+            self._sockets[namespace] = sock
+            self._sockets_opened = True
+            return sock
+
     async def aclose(self) -> None:
         client, self._client = self._client, None
+        sockets, self._sockets = list(self._sockets.values()), {}
+        for sock in sockets:
+            await sock.aclose()
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
 
     async def _lost(self) -> None:
-        """The connection broke: the next use connects again."""
-        await self.aclose()
+        """The SDK client's connection broke: the next load connects again."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
 
     # ------------------------------------------------------------------ calls
 
     async def _call(self, namespace: str, endpoint: str, param: Mapping[str, Any] | None) -> Any:
-        client = await self.client()
-        if client is None:
-            raise ServerUnreachable(self.unavailable or "no SDK channel")
-        session = getattr(client, namespace)
-        try:
-            async with asyncio.timeout(self._call_seconds):
-                return await session.remote_call(
-                    endpoint, cast(Any, _Param(param)) if param is not None else None
-                )
-        except TimeoutError:
-            raise self._transport.err(
-                ServerUnreachable,
-                f"{self._transport.where} did not answer {endpoint} on its SDK channel within "
-                f"{self._call_seconds:g} s.",
-            ) from None
-        except lmstudio.LMStudioWebsocketError:
-            await self._lost()
-            raise self._transport.err(
-                ServerUnreachable,
-                f"The SDK channel to {self._transport.where} was closed.",
-            ) from None
-        except lmstudio.LMStudioError as exc:
-            # An rpcError (an older server without the endpoint, a bad parameter): the
-            # client's own error type, so a poll keeps REST's figures instead of failing.
-            raise self._transport.err(
-                ServerError,
-                f"{self._transport.where} answered {endpoint} on its SDK channel with an error: "
-                f"{_first_line(exc)}",
-                server_message=str(exc),
-            ) from None
+        """One RPC on the poll's socket to ``namespace`` (opened if need be)."""
+        sock = await self._socket(namespace)
+        return await sock.call(endpoint, param)
 
     async def truth(self) -> dict[str, InstanceTruth] | None:
         """Every loaded instance as the server knows it, by identifier; None without a channel.
 
         Two round trips however many instances are loaded: the lists, then every instance's
         processing state (and the load configs not seen before) at once."""
-        if await self.client() is None:
+        if not await self._available():
             return None
+        try:
+            await asyncio.gather(*(self._socket(ns) for ns in _NAMESPACES))
+        except (AuthError, ServerUnreachable, ProtocolError):
+            if self.unavailable is not None:
+                return None  # the first opening failed: REST alone, as for a server without it
+            raise
         listed = await asyncio.gather(*(self._call(ns, "listLoaded", None) for ns in _NAMESPACES))
         pairs = [
             (ns, item)
@@ -399,58 +451,16 @@ class SdkChannel:
         return {"authVersion": 1, "clientIdentifier": ident, "clientPasskey": passkey}
 
     async def _raw_call(self, namespace: str, endpoint: str, param: Any = None) -> Any:
-        """One RPC on a socket of lmgui's own, for a namespace the Python SDK does not open
-        (``/runtime``): the same handshake and framing, then the socket is closed."""
-        if await self.client() is None:
+        """One RPC on a socket of its own, for a namespace the poll does not keep open
+        (``/runtime``): opened, asked, closed."""
+        if not await self._available():
             raise ServerUnreachable(self.unavailable or "no SDK channel")
-        t = self._transport
-        call: dict[str, Any] = {"type": "rpcCall", "endpoint": endpoint, "callId": 0}
-        if param is not None:
-            call["parameter"] = param
+        sock = self._new_socket(namespace, RAW_MESSAGE_LIMIT)
+        await sock.open()
         try:
-            async with (
-                asyncio.timeout(self._call_seconds),
-                t.websocket(f"http://{self._host}/{namespace}", max_bytes=RAW_MESSAGE_LIMIT) as ws,
-            ):
-                await ws.send_json(self._auth_message())
-                answer = await ws.receive_json()
-                if not (isinstance(answer, dict) and answer.get("success") is True):
-                    raise t.err(
-                        ServerError,
-                        f"{t.where} refused lmgui's socket on /{namespace}.",
-                        server_message=str(answer)[:500],
-                    )
-                await ws.send_json(call)
-                while True:
-                    message = await ws.receive_json()
-                    if not isinstance(message, dict) or message.get("callId") != 0:
-                        continue  # warnings and anything else meant for no call of ours
-                    if message.get("type") == "rpcResult":
-                        return message.get("result")
-                    if message.get("type") == "rpcError":
-                        error = message.get("error")
-                        title = error.get("title") if isinstance(error, dict) else None
-                        raise t.err(
-                            ServerError,
-                            f"{t.where} answered {endpoint} on its SDK channel with an error: "
-                            f"{title or 'no reason given'}",
-                            server_message=str(error)[:500],
-                        )
-        except TimeoutError:
-            raise t.err(
-                ServerUnreachable,
-                f"{t.where} did not answer {endpoint} on its SDK channel within "
-                f"{self._call_seconds:g} s.",
-            ) from None
-        except ValueError:  # not JSON
-            raise t.err(
-                ProtocolError, f"{t.where} answered {endpoint} with something that is not JSON."
-            ) from None
-        except (httpx_ws.HTTPXWSException, httpx.HTTPError, OSError) as exc:
-            raise t.err(
-                ServerUnreachable,
-                f"lmgui's socket to {t.where} for {endpoint} failed: {_first_line(exc)}",
-            ) from None
+            return await sock.call(endpoint, param)
+        finally:
+            await sock.aclose()
 
     async def hardware(self) -> ServerHardware | None:
         """The GPUs and VRAM LM Studio's runtime surveyed (``lms runtime survey``); None without
@@ -458,7 +468,7 @@ class SdkChannel:
         while the server runs (an error leaves it to be asked again)."""
         if self._hardware_asked:
             return self._hardware
-        if await self.client() is None:
+        if not await self._available():
             return None
         result = await self._raw_call("runtime", "surveyHardware")
         self._hardware, self._hardware_asked = parse_hardware(result), True
@@ -475,7 +485,7 @@ class SdkChannel:
         """LM Studio's own estimate of loading ``model_key`` with ``config`` (the SDK's names, as
         for ``load``): its memory and whether its guardrails let it load; None without the
         channel or when the answer has no figure."""
-        if await self.client() is None:
+        if not await self._available():
             return None
         stack = _config_stack(config, embedding, parallel)
         result = await self._call(
@@ -504,7 +514,7 @@ class SdkChannel:
         ``parallel`` goes as the server's own KV field: the SDK's load config has no name for it."""
         client = await self.client()
         if client is None:
-            raise ServerUnreachable(self.unavailable or "no SDK channel")
+            raise ServerUnreachable(self.unavailable or self.client_unavailable or "no SDK channel")
         session = client.embedding if embedding else client.llm
         started = time.monotonic()
 
@@ -522,7 +532,7 @@ class SdkChannel:
         except lmstudio.LMStudioModelNotFoundError as exc:
             raise self._transport.err(
                 BadRequestError,
-                f"{self._transport.where} has no model {model_key}: {_first_line(exc)}",
+                f"{self._transport.where} has no model {model_key}: {first_line(exc)}",
                 server_message=str(exc),
             ) from None
         except lmstudio.LMStudioWebsocketError:
@@ -535,7 +545,7 @@ class SdkChannel:
         except lmstudio.LMStudioError as exc:
             raise self._transport.err(
                 ServerError,
-                f"{self._transport.where} could not load {model_key}: {_first_line(exc)}",
+                f"{self._transport.where} could not load {model_key}: {first_line(exc)}",
                 server_message=str(exc),
             ) from None
         return loaded, time.monotonic() - started
@@ -587,8 +597,3 @@ def _config_stack(
         layer = stack["layers"][0]["config"]
         layer["fields"] = [*layer["fields"], {"key": _PARALLEL_KEY, "value": parallel}]
     return cast(dict[str, Any], stack)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if text.endswith((".", "!", "?")) else text + "."
