@@ -74,7 +74,11 @@ __all__ = ["LmguiApp", "run_gui"]
 log = logging.getLogger("lmgui")
 
 LOADING_POLL_MS = 500
+REUSE_LIST_HIDDEN_S = 30.0
+"""While the window is hidden, how long a model list is reused by polls that find the SDK
+channel's instances unchanged (the catalog changes rarely: a download, a model removed)."""
 TRAY_COALESCE_MS = 250
+TRAY_QUIET_MS = 5000
 
 
 class LmguiApp(QObject):
@@ -478,9 +482,14 @@ class LmguiApp(QObject):
         self.tray.update()
         self._update_fleet_line()
 
-    def _tray_changed(self) -> None:
-        if not self._tray_timer.isActive() and not self._shutting_down:
-            self._tray_timer.start()
+    def _tray_changed(self, *, quiet: bool = False) -> None:
+        """Refresh the tray soon: within ``TRAY_COALESCE_MS``, or ``TRAY_QUIET_MS`` for a
+        ``quiet`` change (only its times moved)."""
+        if self._shutting_down:
+            return
+        ms = TRAY_QUIET_MS if quiet else TRAY_COALESCE_MS
+        if not self._tray_timer.isActive() or self._tray_timer.remainingTime() > ms:
+            self._tray_timer.start(ms)
 
     def _poke_all(self) -> None:
         for _, conn in self.fleet.connections():
@@ -638,7 +647,10 @@ class LmguiApp(QObject):
     def _make_way_tick_for(self, conn: ServerConnection) -> None:
         if conn.nvml is None:
             return  # a server on another machine: its GPU cannot be watched from here
-        self.tasks.spawn(self._make_way_tick(conn, self._make_way_for(conn)), "Making way")
+        make_way = self._make_way_for(conn)
+        if make_way.idle(self.make_way_settings(), conn.gpus, conn.gpu_processes):
+            return
+        self.tasks.spawn(self._make_way_tick(conn, make_way), "Making way")
 
     async def _make_way_tick(self, conn: ServerConnection, make_way: MakeWay) -> None:
         events = await make_way.tick(
@@ -737,6 +749,12 @@ class LmguiApp(QObject):
         if self.actions.loading:
             interval = min(LOADING_POLL_MS, interval)
         self.fleet.set_interval(interval)
+        # Hidden, the tray's polls ask only the SDK channel's instance truth while it shows the
+        # instances the last model list did, and the list every 30 s (a download, a load
+        # elsewhere: its instance appears in the list first). A load of lmgui's own shows its
+        # progress in full.
+        hidden = not self.window.isVisible() and not self.actions.loading
+        self.fleet.set_reuse_list_for(REUSE_LIST_HIDDEN_S if hidden else 0.0)
 
     def _on_actions_pending_changed(self) -> None:
         self._update_poll_interval()
@@ -824,7 +842,9 @@ class LmguiApp(QObject):
         self.first_poll.set()
         self._polled.set()
         self._show_server_state(conn)
-        self._tray_changed()  # with the fleet's totals: once after a burst of polls
+        # With the fleet's totals: once after a burst of polls. A poll that changed nothing
+        # refreshes only the times the tray shows ("Refreshed at", TTLs), every few seconds.
+        self._tray_changed(quiet=not (conn.poller.changed or conn.gpus_changed))
 
     def _on_fleet_snapshot_changed(self, url: str, diff: SnapshotDiff, snapshot: Snapshot) -> None:
         conn = self.fleet.connection(url)

@@ -241,3 +241,81 @@ async def test_opening_the_channel_builds_no_tls_context(
         assert c.sdk is not None and c.sdk.connected  # the channel opened
     assert models is not None
     assert built == []
+
+
+# ------------------------------------------------------------------ polls that reuse the list
+
+
+def lists_asked(sim: Simulator) -> int:
+    return len(sim.received("GET", "/api/v1/models"))
+
+
+async def test_a_steady_server_is_asked_only_the_truth_while_the_list_is_reused(
+    sim: Simulator, clock: ManualClock
+) -> None:
+    sim.state.finish_load(sim.state.begin_load("google/gemma-3-270m", {}).id)
+    async with (
+        LMStudioClient(sim.url, lms=None) as c,
+        LMStudioClient(sim.url, lms=None, sdk=False) as other,
+    ):
+        first = await c.poll_models(reuse_list_for=30)
+        asked = lists_asked(sim)
+        assert await c.poll_models(reuse_list_for=30) is None  # nothing changed
+        clock.advance(5)
+        await other.chat("google/gemma-3-270m", "hi")  # another client uses the instance
+        used = await c.poll_models(reuse_list_for=30)
+        assert lists_asked(sim) == asked, "only the channel was asked"
+        full = await c.list_models(with_truth=True)
+    before = loaded(first)["google/gemma-3-270m"].last_used
+    after = loaded(used)["google/gemma-3-270m"].last_used
+    assert before is not None and after is not None and after > before
+    assert after == pytest.approx(wall(sim, clock), abs=0.01)
+    assert used == full, "the same models as a poll that asks everything"
+
+
+async def test_an_instance_loaded_or_unloaded_elsewhere_asks_the_list_again(
+    sim: Simulator,
+) -> None:
+    sim.state.finish_load(sim.state.begin_load("google/gemma-3-270m", {}).id)
+    async with LMStudioClient(sim.url, lms=None) as c:
+        await c.poll_models(reuse_list_for=30)
+        other = sim.state.begin_load("qwen/qwen3-4b", {})
+        # Loading: the list shows it, the channel not yet; a reused list misses it until it
+        # finishes (the window asks every poll; this is the tray's rate).
+        assert await c.poll_models(reuse_list_for=30) is None
+        sim.state.finish_load(other.id)
+        asked = lists_asked(sim)
+        loaded_elsewhere = await c.poll_models(reuse_list_for=30)
+        assert lists_asked(sim) == asked + 1
+        sim.state.unload("google/gemma-3-270m")
+        unloaded_elsewhere = await c.poll_models(reuse_list_for=30)
+        assert lists_asked(sim) == asked + 2
+    assert set(loaded(loaded_elsewhere)) == {"google/gemma-3-270m", "qwen/qwen3-4b"}
+    assert loaded(loaded_elsewhere)["qwen/qwen3-4b"].status == "idle"
+    assert set(loaded(unloaded_elsewhere)) == {"qwen/qwen3-4b"}
+
+
+async def test_the_list_is_asked_again_once_it_is_older_than_the_reuse_time(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    async with LMStudioClient(sim.url, lms=None) as c:
+        monkeypatch.setattr(c, "_monotonic", lambda: now[0])
+        await c.poll_models(reuse_list_for=30)
+        asked = lists_asked(sim)
+        now[0] += 29
+        await c.poll_models(reuse_list_for=30)
+        assert lists_asked(sim) == asked
+        now[0] += 2
+        await c.poll_models(reuse_list_for=30)
+        assert lists_asked(sim) == asked + 1
+        await c.poll_models()  # reuse 0: a poll asked for, or the window shown
+        assert lists_asked(sim) == asked + 2
+
+
+async def test_without_the_channel_every_poll_asks_the_list(rest_sim: Simulator) -> None:
+    async with LMStudioClient(rest_sim.url, lms=None) as c:
+        await c.poll_models(reuse_list_for=30)
+        asked = lists_asked(rest_sim)
+        await c.poll_models(reuse_list_for=30)
+    assert lists_asked(rest_sim) == asked + 1

@@ -381,6 +381,24 @@ async def test_the_gpu_unreadable_with_the_setting_on_is_said_once(
         assert await off(None, None) == []  # the setting off: nothing to say
 
 
+async def test_a_tick_that_could_do_nothing_is_known_before_it_is_run(
+    sim: Simulator, store: SavedSetStore
+) -> None:
+    """The app asks ``idle`` on every poll and runs no tick when it says so: it must be True
+    only where the tick would do and say nothing."""
+    gpu = ScriptedGpu(sim)
+    mw = MakeWay(store, offered=True)
+    assert mw.idle(MakeWaySettings(), None, None), "off, and no GPU to read: nothing to do"
+    assert not mw.idle(MARGIN, None, None), "on: it has to say once that it cannot read the GPU"
+    async with LMStudioClient(sim.url, lms=None) as client:
+        run = Run(mw, client, gpu, MARGIN)
+        assert [e.kind for e in await run(None)] == ["gpu_unreadable"]
+        assert mw.idle(MARGIN, None, None)
+        assert await run(None) == [], "said: the tick that idle spares says nothing either"
+        gpu.now = CALM
+        assert not mw.idle(MARGIN, gpu.read(), gpu.processes()), "a reading: the tick decides"
+
+
 async def test_a_program_whose_size_the_driver_hides_counts_when_it_arrives_short(
     sim: Simulator, clock: ManualClock, store: SavedSetStore
 ) -> None:

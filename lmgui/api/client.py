@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -62,6 +63,10 @@ __all__ = [
     "normalize_base_url",
     "text_item",
 ]
+
+
+def _instances(truth: Mapping[str, InstanceTruth]) -> dict[str, str]:
+    return {t.identifier: t.model_key for t in truth.values()}
 
 
 def _set(**options: Any) -> dict[str, Any]:
@@ -116,6 +121,10 @@ class LMStudioClient:
         self._last_parsed: list[Model] = []
         self._poll_memo = ParseMemo()
         self._last_truth: dict[str, InstanceTruth] | None = None
+        self._listed: dict[str, str] | None = None
+        """The instances (id: model key) of the last list, where the channel agreed with it."""
+        self._listed_at = 0.0
+        self._monotonic = time.monotonic
 
     async def __aenter__(self) -> Self:
         return self
@@ -172,20 +181,51 @@ class LMStudioClient:
             limit=self.limits.models_body,
         )
 
-    async def poll_models(self) -> list[Model] | None:
+    async def poll_models(self, *, reuse_list_for: float = 0.0) -> list[Model] | None:
         """Like ``list_models`` with the SDK channel's instance truth merged in, but None when
         neither the body (byte for byte) nor that truth changed since the last poll.
 
         Most polls change nothing; comparing bytes costs far less than parsing them again. The
         truth is asked for at the same time as the list: one round trip more at most.
-        """
-        body, truth = await self._models_and_truth()
+
+        ``reuse_list_for`` (seconds; 0: never): while the SDK channel's instances are the ones
+        the last list showed, that list is reused for this long and only the truth is asked
+        (a fraction of the CPU: the tray's all-day polls). Any instance loaded, unloaded or
+        loading elsewhere (the list shows it, the channel does not yet) asks the list again."""
+        if (
+            reuse_list_for > 0
+            and self._listed is not None
+            and self.sdk is not None
+            and self.sdk.connected
+            and self._monotonic() - self._listed_at < reuse_list_for
+        ):
+            truth = await self._truth()
+            if truth is not None and _instances(truth) == self._listed:
+                if truth == self._last_truth:
+                    return None
+                self._last_truth = truth
+                return merge_truth(self._last_parsed, truth)
+            listed_at = self._monotonic()
+            body = await self._get_models()
+        else:
+            listed_at = self._monotonic()
+            body, truth = await self._models_and_truth()
         if body == self._last_models_body and truth == self._last_truth:
-            return None
-        if body == self._last_models_body:
+            models = None
+        elif body == self._last_models_body:
             models = self._last_parsed
         else:
             models = self._parse_models(body, self._poll_memo)
+        parsed = self._last_parsed if models is None else models
+        self._listed_at = listed_at
+        # Reusable only while the list and the channel agree on the instances (the list also
+        # shows instances still loading, the channel only loaded ones).
+        agree = truth is not None and _instances(truth) == {
+            i.id: m.key for m in parsed for i in m.instances
+        }
+        self._listed = _instances(truth) if agree and truth is not None else None
+        if models is None:
+            return None
         self._last_models_body, self._last_parsed, self._last_truth = body, models, truth
         return merge_truth(models, truth) if truth else models
 

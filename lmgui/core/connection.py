@@ -61,11 +61,16 @@ class ServerConnection(QObject):
         )
         self.nvml: GpuReader | None = NvmlReader() if is_local_url(self.url) else None
         self.gpus: list[GpuMemory] | None = None
+        self.gpus_changed = False
+        """The last poll's reading differs from the one before."""
         self.gpu_processes: list[GpuProcess] | None = None
         """The programs holding GPU memory at the last poll (making way tells LM Studio's
         from the others)."""
         self.hardware: ServerHardware | None = None
         """The server's GPUs and VRAM as LM Studio surveyed them (its SDK channel), once known."""
+        self.reuse_list_for = 0.0
+        """Seconds a regular poll may reuse the model list while the SDK channel shows the same
+        instances (0: every poll asks for it); a poll asked for always asks."""
         self._hardware_task: asyncio.Task[None] | None = None
         self._hardware_client: LMStudioClient | None = None
         self.poller = Poller(
@@ -117,9 +122,9 @@ class ServerConnection(QObject):
 
     # ------------------------------------------------------------------ polling
 
-    async def _fetch(self) -> list[Model] | None:
+    async def _fetch(self, asked: bool) -> list[Model] | None:
         client = await self.ready()
-        models = await client.poll_models()
+        models = await client.poll_models(reuse_list_for=0.0 if asked else self.reuse_list_for)
         if client.sdk is not None and client.sdk.connected and self._hardware_client is not client:
             # Once per client, beside the polls (never delaying one), when the channel is open.
             self._hardware_client = client
@@ -137,7 +142,8 @@ class ServerConnection(QObject):
 
     def _on_poller_poll_finished(self) -> None:
         if self.nvml is not None:
-            self.gpus = self.nvml.read()
+            gpus = self.nvml.read()
+            self.gpus_changed, self.gpus = gpus != self.gpus, gpus
             self.gpu_processes = self.nvml.processes() if self.gpus else None
 
     # ------------------------------------------------------------------ lifetime

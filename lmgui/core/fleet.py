@@ -66,6 +66,7 @@ class Fleet(QObject):
         self.state_dir = state_dir
         self.tokens = tokens
         self.interval_ms = interval_ms
+        self.reuse_list_for = 0.0
         self.deadlines = deadlines or Deadlines()
         self._profiles: dict[str, Profile] = {}
         """Enabled profiles by normalized URL, in profile order."""
@@ -139,6 +140,13 @@ class Fleet(QObject):
         for conn in self._conns.values():
             conn.poller.set_interval(interval_ms)
 
+    def set_reuse_list_for(self, seconds: float) -> None:
+        """How long every server's regular polls may reuse its model list while its SDK channel
+        shows the same instances (0: never): the tray's all-day polls, the window hidden."""
+        self.reuse_list_for = seconds
+        for conn in self._conns.values():
+            conn.reuse_list_for = seconds
+
     def summary(self) -> FleetSummary:
         """The tray's view of the fleet: the worst state, a line per server, the totals."""
         return fleet_summary(
@@ -156,6 +164,7 @@ class Fleet(QObject):
             interval_ms=self.interval_ms,
             parent=self,
         )
+        conn.reuse_list_for = self.reuse_list_for
         poller = conn.poller
         # Connected after the connection's own poll_finished handler (its GPU reading), so a
         # listener to the fleet sees this poll's reading.

@@ -221,6 +221,19 @@ class MakeWay:
 
     # ------------------------------------------------------------------ the tick
 
+    def idle(
+        self,
+        settings: MakeWaySettings,
+        gpus: Sequence[GpuMemory] | None,
+        processes: Sequence[GpuProcess] | None,
+    ) -> bool:
+        """``tick`` would do nothing with this reading (asked first, so most polls of a machine
+        without a readable GPU cost no task)."""
+        unreadable = not gpus or processes is None
+        return unreadable and (
+            self._unreadable_said or not (settings.enabled or self._episode is not None)
+        )
+
     async def tick(
         self,
         client: LMStudioClient,

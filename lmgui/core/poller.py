@@ -30,8 +30,10 @@ __all__ = ["ConnectionState", "PollStatus", "Poller"]
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[], Awaitable[list[Model] | None]]
-"""Returns the server's models, or None when they are unchanged since the last call."""
+Fetch = Callable[[bool], Awaitable[list[Model] | None]]
+"""Returns the server's models, or None when they are unchanged since the last call. Its
+argument is True for a poll asked for (``poke``): one that must ask the server everything, where
+a regular poll may reuse what rarely changes."""
 
 
 class Poller(QObject):
@@ -67,6 +69,7 @@ class Poller(QObject):
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self._extra = False
+        self._asked = False
         self._closed = False
         self._running = False
         self._failures = 0
@@ -76,6 +79,8 @@ class Poller(QObject):
         self._last_success: float | None = None
         self.status = PollStatus(ConnectionState.CONNECTING, since=time.time())
         self.polls = 0
+        self.changed = False
+        """The last poll changed the snapshot or the state (most change nothing)."""
 
     # ------------------------------------------------------------------ control
 
@@ -106,6 +111,7 @@ class Poller(QObject):
         """Refresh now; if a poll is in flight, poll again as soon as it ends."""
         if self._closed:
             return
+        self._asked = True
         if self.in_flight:
             self._again = True
             return
@@ -152,8 +158,10 @@ class Poller(QObject):
     async def _poll(self) -> None:
         self._slow_timer.start()
         started = time.time()
+        asked, self._asked = self._asked, False
+        self.changed = False
         try:
-            models = await self._fetch()
+            models = await self._fetch(asked)
         except asyncio.CancelledError:
             raise
         except ApiError as exc:
@@ -175,6 +183,7 @@ class Poller(QObject):
                 self.snapshot = new
                 self.snapshot_asked_at = started
                 if not d.empty:
+                    self.changed = True
                     self.snapshot_changed.emit(d, new)
                     # What listens to the end of a poll (the window's totals, the tray) runs
                     # in a slice of its own.
@@ -202,4 +211,5 @@ class Poller(QObject):
         since = old.since if old.state == state else time.time()
         self.status = PollStatus(state, message, since, self._last_success)
         if (old.state, old.message) != (state, message):
+            self.changed = True
             self.status_changed.emit(self.status)

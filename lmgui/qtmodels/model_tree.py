@@ -599,8 +599,8 @@ class ModelTreeModel(QStandardItemModel):
         """A server's connection state (its row's State cell) and the VRAM it is counted
         against. With one server, offline dims the whole table instead."""
         sec = self._sections.get(url)
-        if sec is None:
-            return
+        if sec is None or (sec.state, sec.offline, sec.vram_total) == (state, offline, vram_total):
+            return  # said again by every poll; the rest of the row is refreshed where it changes
         sec.state, sec.offline, sec.vram_total = state, offline, vram_total
         self._refresh_server_row(sec)
 

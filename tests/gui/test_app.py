@@ -160,6 +160,39 @@ async def test_instances_loaded_elsewhere_are_marked(
         await wait_for(lambda: cell(app, "google/gemma-3-270m", Column.STATE).startswith("gone"))
 
 
+async def test_hidden_in_the_tray_polls_ask_the_list_only_when_something_moves(
+    qtbot: QtBot, sim: Simulator, paths: AppPaths
+) -> None:
+    def lists_asked() -> int:
+        return len(sim.received("GET", "/api/v1/models"))
+
+    sim.state.finish_load(sim.state.begin_load("google/gemma-3-270m", {}).id)
+    async with running(qtbot, paths, sim.url) as app:
+        await wait_for(lambda: bool(instance_rows(app, "google/gemma-3-270m")))
+        app.window.hide()
+        polls = app.poller.polls
+        await wait_for(lambda: app.poller.polls >= polls + 2)  # one may have started shown
+        asked, polls = lists_asked(), app.poller.polls
+        await wait_for(lambda: app.poller.polls >= polls + 3)
+        assert lists_asked() == asked, "the SDK channel's truth alone"
+        # Another client loads a model: the list is asked again and its row appears.
+        async with LMStudioClient(sim.url, lms=None) as other:
+            await other.load("qwen/qwen3-4b")
+        await wait_for(lambda: bool(instance_rows(app, "qwen/qwen3-4b")))
+        assert lists_asked() > asked
+        # The tray's Refresh asks everything.
+        asked = lists_asked()
+        app.tray.refresh_requested.emit()
+        await wait_for(lambda: lists_asked() > asked)
+        # Shown again: every poll asks for the list.
+        app.window.show()
+        polls = app.poller.polls
+        await wait_for(lambda: app.poller.polls >= polls + 2)
+        asked, polls = lists_asked(), app.poller.polls
+        await wait_for(lambda: app.poller.polls >= polls + 3)
+        assert lists_asked() >= asked + 3
+
+
 async def test_server_down_then_up(qtbot: QtBot, make_sim: SimFactory, paths: AppPaths) -> None:
     sim = make_sim()
     port = sim.port

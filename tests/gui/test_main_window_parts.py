@@ -69,7 +69,7 @@ class Gpus:
         return self.reading
 
 
-async def _no_models() -> list[Model] | None:
+async def _no_models(_asked: bool) -> list[Model] | None:
     return []
 
 
