@@ -74,14 +74,19 @@ class GapMeter(_GapMeter):
 
 
 @contextmanager
-def sim_processes(arg_lists: list[list[str]]) -> Iterator[list[str]]:
-    """``lmgui-sim`` processes started side by side; yields their URLs in order."""
+def sim_processes(arg_lists: list[list[str]], *, nice: int = 0) -> Iterator[list[str]]:
+    """``lmgui-sim`` processes started side by side; yields their URLs in order.
+
+    ``nice``: their scheduling priority below the benchmark's (POSIX), so that on a machine with
+    few cores they do not take the core lmgui was about to run on: servers on other machines,
+    as a fleet's mostly are, never do."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "lmgui.sim", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            preexec_fn=(lambda: os.nice(nice)) if nice and os.name == "posix" else None,
         )
         for args in arg_lists
     ]

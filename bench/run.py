@@ -236,11 +236,18 @@ async def bench_stream(rate: float, tokens: int) -> dict[str, Any]:
 
 
 class GapMeter:
-    """The longest gaps of a 1 ms timer on the GUI thread: how long the event loop stalled."""
+    """The longest gaps of a 1 ms timer on the GUI thread: how long the event loop stalled.
+
+    Each gap also records the CPU time the GUI thread and the whole process used within it: a
+    gap much longer than the process's CPU in it is time the process was not running at all
+    (other processes on the cores: the benchmark's own simulators), not work of lmgui's."""
 
     def __init__(self) -> None:
         self.gaps: list[float] = []
+        self.cpu: list[tuple[float, float]] = []
+        """Per gap: (the GUI thread's CPU ms, the process's CPU ms)."""
         self._last = 0
+        self._last_cpu = (0, 0)
         self._clock = QElapsedTimer()
         self._timer = QTimer()
         self._timer.setInterval(1)
@@ -248,12 +255,15 @@ class GapMeter:
 
     def _tick(self) -> None:
         now = self._clock.nsecsElapsed()
+        cpu = (time.thread_time_ns(), time.process_time_ns())
         self.gaps.append((now - self._last) / 1e6)
-        self._last = now
+        self.cpu.append(((cpu[0] - self._last_cpu[0]) / 1e6, (cpu[1] - self._last_cpu[1]) / 1e6))
+        self._last, self._last_cpu = now, cpu
 
     def __enter__(self) -> GapMeter:
         self._clock.start()
         self._last = self._clock.nsecsElapsed()
+        self._last_cpu = (time.thread_time_ns(), time.process_time_ns())
         self._timer.start()
         return self
 
@@ -262,11 +272,17 @@ class GapMeter:
 
     def summary(self) -> dict[str, Any]:
         gaps = sorted(self.gaps) or [0.0]
-        return {
+        out: dict[str, Any] = {
             "ticks": len(self.gaps),
             "max_gap_ms": round(gaps[-1], 2),
             "p99_gap_ms": round(gaps[int(len(gaps) * 0.99)], 2),
         }
+        if self.gaps:
+            worst = max(range(len(self.gaps)), key=self.gaps.__getitem__)
+            out["max_gap_gui_cpu_ms"] = round(self.cpu[worst][0], 2)
+            out["max_gap_process_cpu_ms"] = round(self.cpu[worst][1], 2)
+            out["max_gui_cpu_in_a_gap_ms"] = round(max(c[0] for c in self.cpu), 2)
+        return out
 
 
 async def bench_chat(turns: int, tokens: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from lmgui.api import AuthError, LMStudioClient
 from lmgui.api.errors import ProtocolError, ResponseTooLarge, ServerError, ServerUnreachable
 from lmgui.api.limits import Limits
-from lmgui.api.rpc import RpcSocket
+from lmgui.api.rpc import Call, RpcSocket, call_all
 from lmgui.api.transport import Transport
 from lmgui.sim import SimConfig, Simulator
 from tests.conftest import SimFactory
@@ -246,3 +246,24 @@ async def test_answers_for_no_call_of_ours_are_ignored() -> None:
         await sock.open()
         assert await sock.call("unloadModel") is None
         assert not sock.closed
+
+
+async def test_a_batch_keeps_every_answer_it_got_when_one_never_comes() -> None:
+    async def partly(ws: ServerConnection) -> None:
+        ids = [msgspec.json.decode(await ws.recv())["callId"] for _ in range(3)]
+        await ws.send(msgspec.json.encode({"type": "rpcResult", "callId": ids[0], "result": 1}))
+        error = {"title": "No such model"}
+        await ws.send(msgspec.json.encode({"type": "rpcError", "callId": ids[1], "error": error}))
+        await forever(ws)  # the third is never answered
+
+    async with misbehaving(partly) as url, socket_to(url) as sock:
+        await sock.open()
+        first, second, third = await call_all(
+            [Call(sock, "listLoaded"), Call(sock, "getLoadConfig"), Call(sock, "unloadModel")],
+            0.5,
+        )
+        assert not sock.closed
+    assert first == 1
+    assert isinstance(second, ServerError) and "No such model." in str(second)
+    assert isinstance(third, ServerUnreachable)
+    assert "did not answer unloadModel on its SDK channel within 0.5 s" in str(third)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
@@ -40,7 +40,7 @@ from lmgui.api.errors import (
 )
 from lmgui.api.transport import Transport
 
-__all__ = ["RpcSocket", "as_sentence", "first_line"]
+__all__ = ["Call", "RpcSocket", "as_sentence", "call_all", "first_line"]
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,13 @@ class RpcSocket:
         """``endpoint``'s result (None for a void one). Raises ``ServerError`` for the server's
         rpcError, ``ServerUnreachable`` when the socket is closed, breaks or the answer takes
         longer than the call deadline."""
+        (result,) = await call_all([Call(self, endpoint, param)], self._call_seconds)
+        if isinstance(result, ApiError):
+            raise result
+        return result
+
+    async def _send(self, endpoint: str, param: Any) -> tuple[int, asyncio.Future[Any]]:
+        """Send one call; its id and the future its answer will settle."""
         ws = self._ws
         if ws is None or self._broken is not None:
             raise self._broken or self._t.err(
@@ -178,19 +185,20 @@ class RpcSocket:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[call_id] = (endpoint, future)
         try:
-            async with asyncio.timeout(self._call_seconds):
-                await ws.send(msgspec.json.encode(message).decode())
-                return await future
-        except TimeoutError:
-            raise self._t.err(
-                ServerUnreachable,
-                f"{self._t.where} did not answer {endpoint} on its SDK channel within "
-                f"{self._call_seconds:g} s.",
-            ) from None
+            await ws.send(msgspec.json.encode(message).decode())
         except ConnectionClosed as exc:
-            raise self._ended(exc) from None
-        finally:
             self._waiting.pop(call_id, None)
+            raise self._ended(exc) from None
+        except BaseException:
+            self._waiting.pop(call_id, None)
+            raise
+        return call_id, future
+
+    def _late(self, endpoint: str, seconds: float) -> ApiError:
+        return self._t.err(
+            ServerUnreachable,
+            f"{self._t.where} did not answer {endpoint} on its SDK channel within {seconds:g} s.",
+        )
 
     async def _read(self, ws: ClientConnection) -> None:
         """Hand each answer to its call; anything else (warnings, keep-alive acks) is dropped."""
@@ -276,3 +284,50 @@ class RpcSocket:
 async def _close_quietly(ws: ClientConnection) -> None:
     with contextlib.suppress(Exception):
         await ws.close()
+
+
+class Call(NamedTuple):
+    """One call for ``call_all``."""
+
+    sock: RpcSocket
+    endpoint: str
+    param: Any = None
+
+
+_UNSET: Any = object()
+
+
+async def call_all(calls: Sequence[Call], seconds: float) -> list[Any]:
+    """Every call's result in order, or in its place the ``ApiError`` it ended with: all sent at
+    once, on whichever sockets, and answered within one deadline of ``seconds``.
+
+    No task per call and one timer for the lot: a poll makes a few of these every two seconds
+    for every server, and under qasync each task step and each timer is a Qt event."""
+    out: list[Any] = [_UNSET] * len(calls)
+    sent: list[tuple[int, int, asyncio.Future[Any]]] = []
+    try:
+        async with asyncio.timeout(seconds):
+            for i, c in enumerate(calls):
+                try:
+                    call_id, future = await c.sock._send(c.endpoint, c.param)
+                except ApiError as exc:
+                    out[i] = exc
+                else:
+                    sent.append((i, call_id, future))
+            for i, _, future in sent:
+                try:
+                    out[i] = await future
+                except ApiError as exc:
+                    out[i] = exc
+    except TimeoutError:
+        for i, _, future in sent:
+            if out[i] is _UNSET and future.done() and not future.cancelled():
+                error = future.exception()
+                out[i] = error if error is not None else future.result()
+        for i, c in enumerate(calls):
+            if out[i] is _UNSET:
+                out[i] = c.sock._late(c.endpoint, seconds)
+    finally:
+        for i, call_id, _ in sent:
+            calls[i].sock._waiting.pop(call_id, None)
+    return out

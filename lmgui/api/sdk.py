@@ -52,7 +52,7 @@ from lmgui.api.records import (
     parse_estimate,
     parse_hardware,
 )
-from lmgui.api.rpc import RpcSocket, first_line
+from lmgui.api.rpc import Call, RpcSocket, call_all, first_line
 from lmgui.api.transport import Transport, tls_context
 
 __all__ = ["InstanceTruth", "SdkChannel", "is_lmstudio_token", "merge_truth"]
@@ -386,13 +386,21 @@ class SdkChannel:
         processing state (and the load configs not seen before) at once."""
         if not await self._available():
             return None
-        try:
-            await asyncio.gather(*(self._socket(ns) for ns in _NAMESPACES))
-        except (AuthError, ServerUnreachable, ProtocolError):
-            if self.unavailable is not None:
-                return None  # the first opening failed: REST alone, as for a server without it
-            raise
-        listed = await asyncio.gather(*(self._call(ns, "listLoaded", None) for ns in _NAMESPACES))
+        socks = {ns: s for ns in _NAMESPACES if (s := self._sockets.get(ns)) and not s.closed}
+        if len(socks) < len(_NAMESPACES):
+            try:
+                opened = await asyncio.gather(*(self._socket(ns) for ns in _NAMESPACES))
+            except (AuthError, ServerUnreachable, ProtocolError):
+                if self.unavailable is not None:
+                    return None  # the first opening failed: REST alone, as without a channel
+                raise
+            socks = dict(zip(_NAMESPACES, opened, strict=True))
+        listed = await call_all(
+            [Call(socks[ns], "listLoaded") for ns in _NAMESPACES], self._call_seconds
+        )
+        for items in listed:
+            if isinstance(items, ApiError):
+                raise items
         pairs = [
             (ns, item)
             for ns, items in zip(_NAMESPACES, listed, strict=True)
@@ -403,20 +411,20 @@ class SdkChannel:
             (ns, i) for ns, i in pairs if str(i.get("instanceReference")) not in self._offload
         ]
         # States and the load configs not yet known go out together: one more round trip.
-        answers = await asyncio.gather(
-            *(
-                self._call(
-                    ns,
+        answers = await call_all(
+            [
+                Call(
+                    socks[ns],
                     "getInstanceProcessingState",
                     {**_by_identifier(i["identifier"]), "throwIfNotFound": False},
                 )
                 for ns, i in pairs
-            ),
-            *(
-                self._call(ns, "getLoadConfig", _by_identifier(i["identifier"]))
+            ]
+            + [
+                Call(socks[ns], "getLoadConfig", _by_identifier(i["identifier"]))
                 for ns, i in unknown
-            ),
-            return_exceptions=True,
+            ],
+            self._call_seconds,
         )
         states, configs = answers[: len(pairs)], answers[len(pairs) :]
         for (_, item), config in zip(unknown, configs, strict=True):
