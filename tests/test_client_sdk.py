@@ -5,14 +5,15 @@ the token on the new path."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Sequence
 
 import pytest
 
-from lmgui.api import AuthError, Instance, LMStudioClient, Model
+from lmgui.api import ApiError, AuthError, Instance, LMStudioClient, Model
 from lmgui.sim import ManualClock, Simulator
-from tests.conftest import SimFactory
+from tests.conftest import SimFactory, wait_until
 
 TOKEN = "sk-lm-Zq8Xb2Rt:Vw9Lp4Km7Nh3Jd6FAbCd"
 
@@ -319,3 +320,40 @@ async def test_without_the_channel_every_poll_asks_the_list(rest_sim: Simulator)
         asked = lists_asked(rest_sim)
         await c.poll_models(reuse_list_for=30)
     assert lists_asked(rest_sim) == asked + 1
+
+
+async def test_an_instance_loaded_again_under_the_same_identifier_asks_the_list_again(
+    sim: Simulator,
+) -> None:
+    first = sim.state.begin_load("qwen/qwen3-4b", {"context_length": 4096})
+    sim.state.finish_load(first.id)
+    async with LMStudioClient(sim.url, lms=None) as c:
+        await c.poll_models(reuse_list_for=30)
+        sim.state.unload(first.id)  # another client loads it again, with a longer context
+        again = sim.state.begin_load("qwen/qwen3-4b", {"context_length": 8192})
+        sim.state.finish_load(again.id)
+        assert again.id == first.id
+        models = await c.poll_models(reuse_list_for=30)
+    assert loaded(models)["qwen/qwen3-4b"].config["context_length"] == 8192
+
+
+async def test_a_channel_closed_while_its_sockets_open_keeps_none_of_them(
+    make_sim: SimFactory,
+) -> None:
+    sim = make_sim()
+    async with LMStudioClient(sim.url, lms=None) as c:
+        assert c.sdk is not None
+        await c.poll_models()  # greeted, sockets open
+        for sock in list(c.sdk._sockets.values()):
+            await sock.aclose()  # broken: the next poll opens new ones
+        opening = asyncio.ensure_future(c.sdk.truth())
+        while not c.sdk._sockets_lock().locked():  # noqa: ASYNC110 (a step of the loop each)
+            await asyncio.sleep(0)
+        await c.sdk.aclose()  # as a token change closes the old client mid-poll
+        with contextlib.suppress(ApiError):
+            await opening
+        assert c.sdk.closed and not c.sdk._sockets
+    async def all_gone() -> bool:
+        return not sim.sdk.identities._held
+
+    await wait_until(all_gone)  # the server saw every socket of lmgui's go

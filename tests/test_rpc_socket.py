@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -267,3 +268,32 @@ async def test_a_batch_keeps_every_answer_it_got_when_one_never_comes() -> None:
     assert isinstance(second, ServerError) and "No such model." in str(second)
     assert isinstance(third, ServerUnreachable)
     assert "did not answer unloadModel on its SDK channel within 0.5 s" in str(third)
+
+
+async def test_a_batch_cancelled_half_way_leaves_no_error_for_asyncio_to_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answered = asyncio.Event()
+
+    async def second_fails(ws: ServerConnection) -> None:
+        ids = [msgspec.json.decode(await ws.recv())["callId"] for _ in range(2)]
+        error = {"title": "No such model"}
+        await ws.send(msgspec.json.encode({"type": "rpcError", "callId": ids[1], "error": error}))
+        answered.set()
+        await forever(ws)  # the first is never answered
+
+    async with misbehaving(second_fails) as url, socket_to(url) as sock:
+        await sock.open()
+        batch = asyncio.ensure_future(
+            call_all([Call(sock, "listLoaded"), Call(sock, "getLoadConfig")], 5)
+        )
+        await answered.wait()
+        while not any(f.done() for _, f in sock._waiting.values()):  # noqa: ASYNC110
+            await asyncio.sleep(0)  # until the reader has settled the second call with its error
+        batch.cancel()  # a poll cancelled: the app shutting down, a server removed
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+        del batch
+    gc.collect()
+    await asyncio.sleep(0)  # asyncio reports an unread error from a callback
+    assert "never retrieved" not in caplog.text

@@ -66,7 +66,9 @@ __all__ = [
 
 
 def _instances(truth: Mapping[str, InstanceTruth]) -> dict[str, str]:
-    return {t.identifier: t.model_key for t in truth.values()}
+    """Each instance's identifier and the server's reference of it (new for every load, so an
+    identifier unloaded and loaded again, or a restarted server's, is not the same instance)."""
+    return {t.identifier: t.reference for t in truth.values()}
 
 
 def _set(**options: Any) -> dict[str, Any]:
@@ -190,8 +192,10 @@ class LMStudioClient:
 
         ``reuse_list_for`` (seconds; 0: never): while the SDK channel's instances are the ones
         the last list showed, that list is reused for this long and only the truth is asked
-        (a fraction of the CPU: the tray's all-day polls). Any instance loaded, unloaded or
-        loading elsewhere (the list shows it, the channel does not yet) asks the list again."""
+        (a fraction of the CPU: the tray's all-day polls). An instance that finished loading,
+        was unloaded or loaded again elsewhere asks the list again; one still loading elsewhere
+        (the list shows it, the channel not yet) is missed until it finishes or the list is
+        asked again, so the window, which shows loads in progress, asks every time."""
         if (
             reuse_list_for > 0
             and self._listed is not None
@@ -205,6 +209,7 @@ class LMStudioClient:
                     return None
                 self._last_truth = truth
                 return merge_truth(self._last_parsed, truth)
+            self._listed = None  # asked in full from here on until the list and truth agree
             listed_at = self._monotonic()
             body = await self._get_models()
         else:
@@ -219,10 +224,9 @@ class LMStudioClient:
         parsed = self._last_parsed if models is None else models
         self._listed_at = listed_at
         # Reusable only while the list and the channel agree on the instances (the list also
-        # shows instances still loading, the channel only loaded ones).
-        agree = truth is not None and _instances(truth) == {
-            i.id: m.key for m in parsed for i in m.instances
-        }
+        # shows instances still loading, the channel only loaded ones). By identifier only: the
+        # channel's model key may name the variant where the list's does not.
+        agree = truth is not None and truth.keys() == {i.id for m in parsed for i in m.instances}
         self._listed = _instances(truth) if agree and truth is not None else None
         if models is None:
             return None

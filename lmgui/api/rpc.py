@@ -7,8 +7,8 @@ result?}`` or ``rpcError {callId, error}`` (docs: ../shared/lmstudio-api.md). A 
 instance truth (``listLoaded`` on two namespaces, then each instance's processing state) on every
 poll of every server, so its cost is paid all day: through the official SDK it took 1.1 ms of CPU
 per poll on a plain asyncio loop and about 2.5 ms under qasync (every anyio step of httpx-ws is a
-Qt timer event); on an ``RpcSocket`` 0.3 and 0.5 ms (bench/fleet_app.py). Loads, estimates and
-everything with a channel of its own stay with the SDK (api/sdk.py).
+Qt timer event); on an ``RpcSocket`` 0.3 and 0.5 ms (bench/fleet_app.py). Loads, which need a
+channel with progress and the SDK's load config, stay with the SDK (api/sdk.py).
 
 Built on ``websockets`` (asyncio): a maintained implementation of the websocket protocol, already
 a dependency (the simulator serves the channel with it), whose connection reads frames in one
@@ -37,6 +37,7 @@ from lmgui.api.errors import (
     ResponseTooLarge,
     ServerError,
     ServerUnreachable,
+    first_readable_line,
 )
 from lmgui.api.transport import Transport
 
@@ -49,9 +50,10 @@ _TOO_BIG = 1009
 
 
 def as_sentence(text: str) -> str:
-    """The first line of ``text``, ending as a sentence."""
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if line.endswith((".", "!", "?")) else line + "."
+    """The first readable line of ``text`` (at most 200 characters), ending as a sentence;
+    "no reason given." when it has none."""
+    line = (first_readable_line(text) if text.strip() else "") or "no reason given"
+    return line if line.endswith((".", "!", "?", "…")) else line + "."
 
 
 def first_line(exc: BaseException) -> str:
@@ -114,7 +116,7 @@ class RpcSocket:
                     compression=None,
                     max_size=self._max_bytes,
                     open_timeout=None,  # the deadline above covers the whole opening
-                    close_timeout=2,
+                    close_timeout=1,  # then it is dropped: closing never waits on a stuck server
                     user_agent_header=f"lmgui/{__version__}",
                 )
                 try:
@@ -143,7 +145,9 @@ class RpcSocket:
         if not (isinstance(answer, dict) and answer.get("success") is True):
             await _close_quietly(ws)
             error = answer.get("error") if isinstance(answer, dict) else None
-            said = as_sentence(str(error)[:500] if error else "no reason given")
+            said = as_sentence(
+                (first_readable_line(str(error)) if error else "") or "no reason given"
+            )
             if self._has_token:
                 sentence = (
                     f"{t.where} refused the API token on its SDK channel: {said} Check the token "
@@ -186,11 +190,11 @@ class RpcSocket:
         self._waiting[call_id] = (endpoint, future)
         try:
             await ws.send(msgspec.json.encode(message).decode())
-        except ConnectionClosed as exc:
+        except BaseException as exc:
             self._waiting.pop(call_id, None)
-            raise self._ended(exc) from None
-        except BaseException:
-            self._waiting.pop(call_id, None)
+            _settle(future)
+            if isinstance(exc, ConnectionClosed):
+                raise self._ended(exc) from None
             raise
         return call_id, future
 
@@ -238,7 +242,7 @@ class RpcSocket:
 
     def _rpc_error(self, endpoint: str, error: Any) -> ApiError:
         title = error.get("title") if isinstance(error, dict) else None
-        said = as_sentence(str(title) if title else "no reason given")
+        said = as_sentence(str(title) if title else "")
         return self._t.err(
             ServerError,
             f"{self._t.where} answered {endpoint} on its SDK channel with an error: {said}",
@@ -328,6 +332,16 @@ async def call_all(calls: Sequence[Call], seconds: float) -> list[Any]:
             if out[i] is _UNSET:
                 out[i] = c.sock._late(c.endpoint, seconds)
     finally:
-        for i, call_id, _ in sent:
+        for i, call_id, future in sent:
             calls[i].sock._waiting.pop(call_id, None)
+            _settle(future)  # cancelled half-way: an answer nobody reads is no error to log
     return out
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome as seen (or cancel it), so asyncio never logs an error in it that
+    nobody was left to read."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()

@@ -1,14 +1,15 @@
-"""LM Studio's SDK websocket channel, on the same port as REST, through the official ``lmstudio``
-SDK: loads with GPU offload, TTL, identifier and the other settings applied by the server on any
-machine, and the instance truth REST does not carry (GPU offload, the server's TTL, last use,
-processing status).
+"""LM Studio's SDK websocket channel, on the same port as REST: loads with GPU offload, TTL,
+identifier and the other settings applied by the server on any machine, and the instance truth
+REST does not carry (GPU offload, the server's TTL, last use, processing status).
 
-Why the SDK and not a client of our own: it is the maintained implementation of this protocol
-(auth handshake, RPC and channel framing, load config as KV fields), it runs on the running
-asyncio loop (qasync's included: checked, five sockets in 0.2 s), and it keeps the token out of
-its logs. Two of its limits are handled here: its typed instance records drop ``ttlMs`` and
-``lastUsedTime`` (so the raw ``listLoaded`` result is read), and an endpoint a server lacks never
-answers (so every call has a deadline).
+Loads go through the official ``lmstudio`` SDK: it is the maintained implementation of the load
+channel (load config as KV fields, progress), it runs on the running asyncio loop (qasync's
+included), and it keeps the token out of its logs. What a poll asks every few seconds (the
+instance truth), the load dialog's estimate and the hardware survey go over lmgui's own sockets
+(``rpc.py``): the same handshake and RPC framing at a fraction of the SDK's CPU per call. One
+limit of the SDK stays relevant there too: its typed instance records drop ``ttlMs`` and
+``lastUsedTime``, so the raw ``listLoaded`` result is what lmgui reads; and an endpoint a server
+lacks may never answer, so every call has a deadline.
 
 The channel is optional. Where the server has none (an older LM Studio, a proxy that forwards
 only HTTP, ``https``), ``unavailable`` says why, the client keeps to REST, and nothing else
@@ -63,6 +64,11 @@ GREETING_LIMIT = 4096
 """The greeting is ``{"lmstudio": true}``: anything longer is not LM Studio's."""
 RAW_MESSAGE_LIMIT = 1024 * 1024
 """The largest message lmgui reads on a one-off socket (a hardware survey is a few KB)."""
+REOPEN_SECONDS = 30.0
+"""After a poll's socket could not be opened again, how long polls go on without the channel's
+truth (REST's figures) before trying again."""
+CLIENT_RETRY_SECONDS = 60.0
+"""After the SDK's client could not connect, how long loads keep to REST before trying again."""
 MESSAGE_LIMIT = 16 * 1024 * 1024
 """The largest message lmgui reads on the poll's sockets: ``listLoaded`` sends about 0.6 kB an
 instance, so this is over 20,000 loaded instances."""
@@ -134,6 +140,9 @@ class InstanceTruth:
     last_used: float | None
     status: str | None
     queued: int | None
+    reference: str = ""
+    """The server's own reference of this instance: a new one for every load, even under an
+    identifier used before (a reload, a restarted server)."""
 
 
 def merge_truth(models: list[Model], truth: Mapping[str, InstanceTruth]) -> list[Model]:
@@ -215,11 +224,17 @@ class SdkChannel:
         self._call_seconds = call_seconds
         self._load_seconds = load_seconds
         self._greeted = False
+        self._closed = False
         self._client: lmstudio.AsyncClient | None = None
+        self._client_retry_at = 0.0
         self._opening: asyncio.Lock | None = None
+        self._socket_lock: asyncio.Lock | None = None
         self._sockets: dict[str, RpcSocket] = {}
         """The poll's sockets by namespace, kept open; a broken one is opened again."""
         self._sockets_opened = False
+        self._reopen_failed: tuple[float, ApiError] | None = None
+        """When opening a broken socket again last failed, and how: polls within
+        ``REOPEN_SECONDS`` of it fail at once the same way instead of waiting again."""
         self._offload: dict[str, float | None] = {}
         """GPU offload per instance reference: a load config never changes while it lives."""
         self._hardware: ServerHardware | None = None
@@ -241,6 +256,10 @@ class SdkChannel:
     # ------------------------------------------------------------------ connecting
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def connected(self) -> bool:
         """The channel has answered: lmgui's sockets were admitted (or the SDK's client was)."""
         return self.unavailable is None and (self._sockets_opened or self._client is not None)
@@ -249,6 +268,13 @@ class SdkChannel:
         if self._opening is None:
             self._opening = asyncio.Lock()
         return self._opening
+
+    def _sockets_lock(self) -> asyncio.Lock:
+        """Held while the poll's sockets open (never while the SDK's client does: a first load
+        must not hold up a poll, nor a poll a load)."""
+        if self._socket_lock is None:
+            self._socket_lock = asyncio.Lock()
+        return self._socket_lock
 
     async def _available(self) -> bool:
         """The server greets as LM Studio (asked once); sets ``unavailable`` when it does not."""
@@ -281,12 +307,16 @@ class SdkChannel:
     async def client(self) -> lmstudio.AsyncClient | None:
         """The SDK's client (for loads), connecting on first use; None when the server has no
         such channel. A refused token raises ``AuthError``, as REST would."""
-        if not await self._available() or self.client_unavailable is not None:
+        if not await self._available():
             return None
+        if self.client_unavailable is not None:
+            if time.monotonic() < self._client_retry_at:
+                return None
+            self.client_unavailable = None  # a while later: worth another try
         if self._client is not None:
             return self._client
         async with self._lock():
-            if self._client is None and self.client_unavailable is None:
+            if self._client is None and self.client_unavailable is None and not self._closed:
                 await self._open()
         return self._client
 
@@ -308,14 +338,22 @@ class SdkChannel:
                     f"{said} Check the token in lmgui's settings.",
                     server_message=said,
                 ) from None
-            self.client_unavailable = "the server's SDK channel refused the SDK's connection"
+            self._client_failed("the server's SDK channel refused the SDK's connection")
         except (TimeoutError, lmstudio.LMStudioError, OSError, httpx.HTTPError):
             # httpx.HTTPError: the SDK probes the server with a 1 s timeout of its own.
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
-            self.client_unavailable = "the server's SDK channel does not answer the SDK"
+            self._client_failed("the server's SDK channel does not answer the SDK")
         else:
-            self._client = client
+            if self.closed:  # closed while it connected: it must not outlive the channel
+                with contextlib.suppress(Exception):
+                    await client.__aexit__(None, None, None)
+            else:
+                self._client = client
+
+    def _client_failed(self, why: str) -> None:
+        self.client_unavailable = why
+        self._client_retry_at = time.monotonic() + CLIENT_RETRY_SECONDS
 
     def _new_socket(self, namespace: str, max_bytes: int) -> RpcSocket:
         return RpcSocket(
@@ -337,10 +375,17 @@ class SdkChannel:
         sock = self._sockets.get(namespace)
         if sock is not None and not sock.closed:
             return sock
-        async with self._lock():
+        async with self._sockets_lock():
             sock = self._sockets.get(namespace)
             if sock is not None and not sock.closed:
                 return sock
+            if self._closed:
+                raise self._transport.err(
+                    ServerUnreachable, f"The SDK channel to {self._transport.where} was closed."
+                )
+            failed = self._reopen_failed
+            if failed is not None and time.monotonic() - failed[0] < REOPEN_SECONDS:
+                raise failed[1].with_traceback(None)
             if sock is not None:
                 await sock.aclose()
             sock = self._new_socket(namespace, MESSAGE_LIMIT)
@@ -348,19 +393,27 @@ class SdkChannel:
                 await sock.open()
             except AuthError:
                 raise
-            except ApiError:
+            except ApiError as exc:
                 if not self._sockets_opened:
                     self.unavailable = "the server's SDK channel does not answer"
+                else:
+                    self._reopen_failed = (time.monotonic(), exc)
                 raise
+            if self.closed:  # closed while this one opened: it must not outlive the channel
+                await sock.aclose()
+                raise self._transport.err(
+                    ServerUnreachable, f"The SDK channel to {self._transport.where} was closed."
+                )
+            self._reopen_failed = None
             self._sockets[namespace] = sock
             self._sockets_opened = True
             return sock
 
     async def aclose(self) -> None:
+        self._closed = True
         client, self._client = self._client, None
         sockets, self._sockets = list(self._sockets.values()), {}
-        for sock in sockets:
-            await sock.aclose()
+        await asyncio.gather(*(sock.aclose() for sock in sockets))
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
@@ -447,6 +500,7 @@ class SdkChannel:
                 last_used=used_ms / 1000 if used_ms is not None else None,
                 status=status if isinstance(status, str) else None,
                 queued=queued if isinstance(queued, int) and not isinstance(queued, bool) else None,
+                reference=str(item.get("instanceReference") or ""),
             )
         return out
 

@@ -20,7 +20,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, M
 from typing import Any, cast
 
 import httpx
-import httpx_ws
 import msgspec
 
 from lmgui import __version__
@@ -112,16 +111,6 @@ class Transport:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    def websocket(
-        self, url: str, *, max_bytes: int
-    ) -> contextlib.AbstractAsyncContextManager[httpx_ws.AsyncWebSocketSession]:
-        """A websocket to ``url`` (on this server) through this transport's HTTP client: no new
-        client, so no new TLS context to build on the GUI thread. Messages over ``max_bytes``
-        close it."""
-        return httpx_ws.aconnect_ws(
-            url, self._http, max_message_size_bytes=max_bytes, keepalive_ping_interval_seconds=None
-        )
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self.display_url!r})"
