@@ -3,6 +3,7 @@ the test suite).
 
     .venv/bin/python bench/fleet_app.py                   # 10 servers, a readable report
     .venv/bin/python bench/fleet_app.py --servers 10 --models 200 --seconds 60 --json
+    .venv/bin/python bench/fleet_app.py --sim-nice 10     # the simulators below lmgui's priority
 
 The servers are ``lmgui-sim --synthetic-models N`` processes (each in its own process, so none
 competes with the measured code for the GIL), each with two instances loaded. The app is the real
@@ -12,7 +13,10 @@ qasync loop, offscreen, polling every server every ``--interval-ms``. Two phases
 1. the window shown: the longest gap of a 1 ms timer on the GUI thread (the event loop's longest
    stall; target < 16 ms) and its 99th percentile, while every server is polled, and one
    instance on one server is loaded and unloaded by another client every few seconds, so rows
-   really change;
+   really change; with the GUI thread's and the process's CPU time within the longest gap, and
+   the most GUI-thread CPU in any gap (a gap longer than the CPU in it is time the process did
+   not run: on a machine with few cores, the simulators; ``--sim-nice 10`` runs them at a lower
+   priority, as servers on other machines would never compete);
 2. the window hidden, nothing measured on the GUI thread (the 1 ms timer would cost CPU itself):
    the process's CPU as a share of one core (target < 1 %) and its RSS, polling every
    ``--hidden-interval-ms`` (default: the same 2 s; the app's own hidden rate is 5 s).

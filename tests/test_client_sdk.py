@@ -353,6 +353,7 @@ async def test_a_channel_closed_while_its_sockets_open_keeps_none_of_them(
         with contextlib.suppress(ApiError):
             await opening
         assert c.sdk.closed and not c.sdk._sockets
+
     async def all_gone() -> bool:
         return not sim.sdk.identities._held
 
