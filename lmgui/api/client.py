@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, overload
 from urllib.parse import quote
 
 import httpx
@@ -69,6 +69,10 @@ def _instances(truth: Mapping[str, InstanceTruth]) -> dict[str, str]:
     """Each instance's identifier and the server's reference of it (new for every load, so an
     identifier unloaded and loaded again, or a restarted server's, is not the same instance)."""
     return {t.identifier: t.reference for t in truth.values()}
+
+
+def _say_no_truth(exc: ApiError) -> None:
+    log.warning("no instance truth from the SDK channel this time: %s", exc)
 
 
 def _set(**options: Any) -> dict[str, Any]:
@@ -240,10 +244,24 @@ class LMStudioClient:
         if self.sdk is not None and not self.sdk.connected:
             body = await self._get_models()
             return body, await self._truth()
-        body, truth = await asyncio.gather(self._get_models(), self._truth())
+        # The channel's failure is said only when the list came: a server that went away fails
+        # both, and REST's sentence is the one that matters.
+        body, truth = await asyncio.gather(self._get_models(), self._truth(say=False))
+        if isinstance(truth, ApiError):
+            _say_no_truth(truth)
+            return body, None
         return body, truth
 
-    async def _truth(self) -> dict[str, InstanceTruth] | None:
+    @overload
+    async def _truth(self) -> dict[str, InstanceTruth] | None: ...
+    @overload
+    async def _truth(
+        self, *, say: Literal[False]
+    ) -> dict[str, InstanceTruth] | ApiError | None: ...
+    async def _truth(self, *, say: bool = True) -> dict[str, InstanceTruth] | ApiError | None:
+        """The SDK channel's truth; None without a channel. A failure of the channel (other than
+        a refused token) is logged and None, or with ``say=False`` returned for the caller to
+        say or not."""
         if self.sdk is None:
             return None
         try:
@@ -252,7 +270,9 @@ class LMStudioClient:
             raise
         except ApiError as exc:
             # The channel is extra: a poll it fails is still a poll, with REST's figures.
-            log.warning("no instance truth from the SDK channel this time: %s", exc)
+            if not say:
+                return exc
+            _say_no_truth(exc)
             return None
 
     def _parse_models(self, body: bytes, memo: ParseMemo | None = None) -> list[Model]:
