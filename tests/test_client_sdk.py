@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -358,3 +359,29 @@ async def test_a_channel_closed_while_its_sockets_open_keeps_none_of_them(
         return not sim.sdk.identities._held
 
     await wait_until(all_gone)  # the server saw every socket of lmgui's go
+
+
+async def test_a_channel_that_stops_opening_is_tried_again_only_after_a_while(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lmgui.sim.sdk import SdkApi, refuse
+
+    sim.state.finish_load(sim.state.begin_load("google/gemma-3-270m", {}).id)
+    async with LMStudioClient(sim.url, lms=None) as c:
+        assert c.sdk is not None
+        await c.poll_models()
+        for sock in list(c.sdk._sockets.values()):
+            await sock.aclose()  # broken: the next poll opens new ones
+
+        async def refuse_all(self: SdkApi, scope: object, receive: object, send: Any) -> None:
+            await refuse(send)  # a proxy in between that now refuses websockets
+
+        monkeypatch.setattr(SdkApi, "__call__", refuse_all)
+        tried = len(sim.received("WEBSOCKET", "/llm"))
+        first = await c.poll_models()
+        assert len(sim.received("WEBSOCKET", "/llm")) == tried + 1
+        second = await c.poll_models()
+        assert len(sim.received("WEBSOCKET", "/llm")) == tried + 1, "not tried again at once"
+    # Both polls keep REST's figures without the channel's.
+    assert first is not None and loaded(first)["google/gemma-3-270m"].status is None
+    assert second is None
