@@ -27,6 +27,7 @@ from lmgui.ui.chat_pane import ChatPane
 from lmgui.ui.main_window import MainWindow
 from lmgui.ui.unload_dialog import UnloadDialog
 from lmgui.ui.vram_bar import VramBar
+from tests.gui.conftest import wait_for
 
 GB = 1_000_000_000
 RTX = GpuMemory("RTX 4090", 12 * GB, 24 * GB)
@@ -371,3 +372,29 @@ def test_a_new_poller_replaces_the_old_one(qtbot: QtBot, tmp_path: Path) -> None
     assert gpus.reads == reads + 1
     w.refresh_action.trigger()
     assert pokes == [new]
+
+
+async def test_a_poll_says_whether_it_changed_anything(qtbot: QtBot) -> None:
+    """The app skips its per-poll work (the tray's rebuild, the server row) after a poll that
+    changed nothing, so ``changed`` must be True after every poll that did."""
+    answers: list[list[Model] | None] = [CATALOG[:2], None, CATALOG, None, None]
+    asked: list[bool] = []
+
+    async def fetch(poked: bool) -> list[Model] | None:
+        asked.append(poked)
+        return answers.pop(0)
+
+    poller = Poller(fetch, interval_ms=60_000)
+    seen: list[bool] = []
+    poller.poll_finished.connect(lambda: seen.append(poller.changed))
+    for n in (1, 2, 3):
+        poller.poke()
+        await wait_for(lambda n=n: len(seen) == n)  # type: ignore[misc]
+    poller.set_interval(100)
+    poller.start()  # a first poll at once, then on the timer
+    await wait_for(lambda: len(seen) == 5)
+    await poller.aclose()
+    # Connected with two models; the same again; a third model; nothing new twice.
+    assert seen == [True, False, True, False, False]
+    # A poll asked for (poke) asks the server everything; one on the timer may reuse.
+    assert asked == [True, True, True, True, False]
