@@ -538,3 +538,21 @@ def test_sorting_by_status_and_gpu(qapp: object, clock: Clock) -> None:
         "unknown",
     ]
     assert order(Column.GPU, Qt.SortOrder.AscendingOrder) == ["unknown", "gen", "prompt", "idle"]
+
+
+def test_a_server_row_is_written_only_when_its_state_or_vram_total_changes(
+    tree: ModelTreeModel,
+) -> None:
+    """Every poll of every server says its state again: only a difference may touch the row."""
+    a, b = "http://a.lan:1234", "http://b.lan:1234"
+    tree.set_servers([(a, "A"), (b, "B")])
+    writes: list[int] = []
+    tree.dataChanged.connect(lambda top, _bottom, _roles: writes.append(top.column()))
+    tree.set_server_state(a, "Connected", offline=False, vram_total=24 * 10**9)
+    said = len(writes)
+    assert said > 0
+    tree.set_server_state(a, "Connected", offline=False, vram_total=24 * 10**9)
+    assert len(writes) == said
+    tree.set_server_state(a, "Connected", offline=False, vram_total=48 * 10**9)
+    assert len(writes) > said
+    assert "48" in str(tree.server_index(a).siblingAtColumn(Column.VRAM).data())
