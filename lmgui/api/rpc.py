@@ -5,9 +5,10 @@ The channel's wire format is small: the client speaks first with ``{"authVersion
 closes), then ``rpcCall {endpoint, callId, parameter?}`` is answered by ``rpcResult {callId,
 result?}`` or ``rpcError {callId, error}`` (docs: ../shared/lmstudio-api.md). A poll asks the
 instance truth (``listLoaded`` on two namespaces, then each instance's processing state) on every
-poll of every server, so its cost is paid all day: through the official SDK it took 1.1 ms of CPU
-per poll on a plain asyncio loop and about 2.5 ms under qasync (every anyio step of httpx-ws is a
-Qt timer event); on an ``RpcSocket`` 0.3 and 0.5 ms (bench/fleet_app.py). Loads, which need a
+poll of every server, so its cost is paid all day: through the official SDK it took 1.3 ms of CPU
+per poll on a plain asyncio loop and 1.8 ms under qasync (httpx-ws reads through anyio task groups
+and memory streams, and under qasync every step is a Qt timer event); on ``RpcSocket``s 0.48 and
+0.66 ms (two instances loaded, the same measurement). Loads, which need a
 channel with progress and the SDK's load config, stay with the SDK (api/sdk.py).
 
 Built on ``websockets`` (asyncio): a maintained implementation of the websocket protocol, already
