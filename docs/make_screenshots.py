@@ -12,7 +12,6 @@ import asyncio
 import os
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("QT_API", "pyside6")
@@ -24,16 +23,8 @@ from lmgui.core.actions import LoadRequest
 from lmgui.core.paths import AppPaths
 from lmgui.sim.demo import set_demo_traffic
 
-DOCS = Path(__file__).resolve().parent
-
-
-async def until(condition: Callable[[], bool], within: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError("the demo did not reach the expected state")
-        await asyncio.sleep(0.05)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shots import DOCS, until
 
 
 def save(widget: QWidget, name: str) -> None:

@@ -56,6 +56,13 @@ async def running(
 ) -> AsyncIterator[LmguiApp]:
     app = LmguiApp(paths, server=server, token=token, poll_ms=interval_ms)
     app.poller.max_backoff_ms = 400
+    async with shown(qtbot, app):
+        yield app
+
+
+@contextlib.asynccontextmanager
+async def shown(qtbot: QtBot, app: LmguiApp) -> AsyncIterator[LmguiApp]:
+    """``app`` with its window shown and every server polled; shut down at the end."""
     qtbot.addWidget(app.window)
     app.window.show()
     app.fleet.start()

@@ -24,7 +24,7 @@ from lmgui.core.status import ConnectionState
 from lmgui.qtmodels.model_tree import Column, Role, RowKind, ServerRecord
 from lmgui.sim import SimConfig, Simulator
 from tests.conftest import SimFactory
-from tests.gui.conftest import wait_for
+from tests.gui.conftest import shown, wait_for
 
 TOKEN = "sk-lm-Zq8Xb2Rt:Vw9Lp4Km7Nh3Jd6FAbCd"
 
@@ -42,13 +42,8 @@ async def fleet_app(
         await conn.set_token(token)
     for _, conn in app.fleet.connections():
         conn.poller.max_backoff_ms = 400
-    qtbot.addWidget(app.window)
-    app.window.show()
-    app.fleet.start()
-    try:
+    async with shown(qtbot, app):
         yield app
-    finally:
-        await app.shutdown()
 
 
 def server_rows(app: LmguiApp) -> list[QModelIndex]:
