@@ -3,11 +3,9 @@ a submenu with the rest, the app-wide items once; each action names its server b
 
 from __future__ import annotations
 
-import gc
 import time
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QEvent
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu
 
@@ -15,6 +13,7 @@ from lmgui.core.fleet_state import FleetTrayState
 from lmgui.core.status import ConnectionState, PollStatus
 from lmgui.core.tray_state import TrayInstance, TrayState
 from lmgui.ui.tray import TrayController
+from tests.tray_menu import submenus_after_many_openings
 
 S = ConnectionState
 SINCE = time.mktime((2026, 12, 1, 14, 5, 0, 0, 0, -1))
@@ -255,21 +254,5 @@ def test_the_icon_and_tooltip_follow_the_fleet(qapp: object) -> None:
 
 
 def test_opening_the_fleet_menu_all_day_does_not_grow_it(qapp: object) -> None:
-    tray = TrayController(lambda: FLEET)
-
-    def live_submenus() -> int:
-        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-        return len(tray.menu.findChildren(QMenu))
-
-    def python_actions() -> int:
-        gc.collect()
-        return sum(isinstance(o, QAction) for o in gc.get_objects())
-
-    tray.menu.aboutToShow.emit()
-    once = live_submenus()
+    once = submenus_after_many_openings(TrayController(lambda: FLEET))
     assert once == 3 + 2 * 2  # three instances, and per server online "More on" and its Load
-    actions = python_actions()
-    for _ in range(200):
-        tray.menu.aboutToShow.emit()
-    assert live_submenus() == once
-    assert python_actions() <= actions

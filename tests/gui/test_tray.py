@@ -3,7 +3,6 @@ exists, notifications once per event, background polling, autostart entries, set
 
 from __future__ import annotations
 
-import gc
 import plistlib
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from lmgui.ui.tray import (
 )
 from tests.conftest import SimFactory
 from tests.gui.conftest import running, wait_for
+from tests.tray_menu import submenus_after_many_openings
 from tests.xdg import parse_exec, read_entry
 
 STATE = TrayState(
@@ -434,24 +434,5 @@ def test_settings_round_trip(tmp_path: Path, qapp: object) -> None:
 
 
 def test_opening_the_menu_all_day_does_not_grow_it(qapp: object) -> None:
-    from PySide6.QtCore import QCoreApplication, QEvent
-
-    tray = TrayController(lambda: FleetTrayState([STATE]))
-
-    def live_submenus() -> int:
-        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-        return len(tray.menu.findChildren(QMenu))
-
-    def python_actions() -> int:
-        gc.collect()
-        return sum(isinstance(o, QAction) for o in gc.get_objects())
-
-    tray.menu.aboutToShow.emit()
-    once = live_submenus()
+    once = submenus_after_many_openings(TrayController(lambda: FleetTrayState([STATE])))
     assert once == 3  # two instances and Load
-    actions = python_actions()
-    for _ in range(200):
-        tray.menu.aboutToShow.emit()
-    assert live_submenus() == once
-    # Nor their actions' Python wrappers (each held its closure and data alive).
-    assert python_actions() <= actions
